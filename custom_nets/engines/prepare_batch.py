@@ -1,0 +1,83 @@
+"""The ``prepare_batch`` every bundle's trainer, evaluator and inferer use.
+
+It encodes ``batch["text"]`` (a list of sentences after collation) with the frozen, cached
+:class:`~custom_nets.text.TextEncoder` and hands the network ``text_hidden`` and ``text_mask`` as keyword
+arguments, so the call becomes ``network(image, text_hidden=..., text_mask=...)`` in MONAI's
+``SupervisedTrainer``/``SupervisedEvaluator`` (whose iteration unpacks ``(inputs, targets, args, kwargs)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from monai.engines import PrepareBatch
+
+from custom_nets.text.encoder import TextEncoder
+
+
+class PrepareBatchWithText(PrepareBatch):
+    """Turn a batch ``{"image", "label", "text"}`` into ``(image, label, (), {"text_hidden", "text_mask"})``.
+
+    Args:
+        text_encoder: the frozen encoder; None for image-only networks (then ``(image, label)`` is returned
+            and the text is not encoded at all).
+        image_key: key of the image batch.
+        label_key: key of the label batch; a batch without it gives ``label=None`` (inference).
+        text_key: key of the sentences.
+        text_dropout: probability of dropping a sample's sentence during training; a dropped sample gets an
+            all-zero ``text_mask`` row, which the networks read as "no text" and answer with their learned
+            null-text embedding. Keep 0 for evaluation and inference.
+        seed: seed of the dropout draws (reproducible runs).
+
+    Example (JSON config)::
+
+        "prepare_batch": {"_target_": "custom_nets.engines.PrepareBatchWithText",
+                          "text_encoder": "@text_encoder", "text_dropout": 0.1}
+    """
+
+    def __init__(
+        self,
+        text_encoder: TextEncoder | None = None,
+        image_key: str = "image",
+        label_key: str = "label",
+        text_key: str = "text",
+        text_dropout: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        if not 0.0 <= text_dropout <= 1.0:
+            raise ValueError(f"text_dropout must lie in [0, 1], got {text_dropout}")
+        self.text_encoder = text_encoder
+        self.image_key, self.label_key, self.text_key = image_key, label_key, text_key
+        self.text_dropout = text_dropout
+        self._generator = torch.Generator().manual_seed(seed)
+
+    def encode(self, sentences: Sequence[str], device: str | torch.device | None = None) -> dict[str, torch.Tensor]:
+        """``{"text_hidden", "text_mask"}`` for a list of sentences, on ``device``."""
+        if self.text_encoder is None:
+            raise ValueError("this PrepareBatchWithText has no text_encoder")
+        hidden, mask = self.text_encoder(list(sentences))
+        if self.text_dropout > 0:
+            drop = torch.rand(len(mask), generator=self._generator) < self.text_dropout
+            mask = mask.masked_fill(drop[:, None].to(mask.device), 0)
+        return {"text_hidden": hidden.to(device), "text_mask": mask.to(device)}
+
+    def __call__(
+        self,
+        batchdata: Mapping[str, Any],
+        device: str | torch.device | None = None,
+        non_blocking: bool = False,
+        **kwargs: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor | None] | tuple[torch.Tensor, torch.Tensor | None, tuple, dict]:
+        if not isinstance(batchdata, Mapping) or self.image_key not in batchdata:
+            raise ValueError(f"the batch must be a dict with key '{self.image_key}'")
+        image = batchdata[self.image_key].to(device=device, non_blocking=non_blocking, **kwargs)
+        label = batchdata.get(self.label_key)
+        if isinstance(label, torch.Tensor):
+            label = label.to(device=device, non_blocking=non_blocking, **kwargs)
+        if self.text_encoder is None:
+            return image, label
+        if self.text_key not in batchdata:
+            raise KeyError(f"the batch has no '{self.text_key}' key; this network needs a sentence per image")
+        return image, label, (), self.encode(batchdata[self.text_key], device)

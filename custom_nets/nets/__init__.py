@@ -1,0 +1,3 @@
+from .unet import ImageOnlyUNet
+
+__all__ = ["ImageOnlyUNet"]

@@ -1,0 +1,15 @@
+from .encoder import TextEncoder, TextEncoderUnavailableError, TextFeatureCache
+from .prompts import LEVELS, SIDES, ZONES, parse_zones, replace_zones, swap_laterality, zone_sentence
+
+__all__ = [
+    "TextEncoder",
+    "TextEncoderUnavailableError",
+    "TextFeatureCache",
+    "LEVELS",
+    "SIDES",
+    "ZONES",
+    "parse_zones",
+    "replace_zones",
+    "swap_laterality",
+    "zone_sentence",
+]

