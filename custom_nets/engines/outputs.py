@@ -1,4 +1,4 @@
-"""Ignite handlers that MONAI lacks."""
+"""Writing a run's outputs safely: staged and renamed into place, never replacing results unasked."""
 
 from __future__ import annotations
 
@@ -69,3 +69,18 @@ class StagedOutputDir:
         shutil.rmtree(self.staging_dir, ignore_errors=True)
         if e is not None:
             raise e
+
+
+def refuse_overwrite(paths: str | os.PathLike | list, overwrite: bool = False) -> None:
+    """Stop a run at start-up when one of ``paths`` exists and ``overwrite`` is off (bundle ``initialize``).
+
+    Example (JSON config)::
+
+        "initialize": ["$custom_nets.engines.refuse_overwrite(@ckpt_dir + '/model.pt', @overwrite)"]
+    """
+    existing = [str(p) for p in (paths if isinstance(paths, (list, tuple)) else [paths]) if os.path.exists(p)]
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"{', '.join(existing)} already exist(s); this run would replace it. Pass --overwrite True to allow "
+            f"that, or choose another --bundle_root / output folder."
+        )
