@@ -1,3 +1,4 @@
+from .himix import HiMix
 from .unet import ImageOnlyUNet
 
-__all__ = ["ImageOnlyUNet"]
+__all__ = ["HiMix", "ImageOnlyUNet"]

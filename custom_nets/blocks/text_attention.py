@@ -1,0 +1,94 @@
+"""Text-guided attention blocks shared by the text-guided networks."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from monai.networks.blocks import MLPBlock
+from torch import nn
+
+
+def sinusoidal_2d(height: int, width: int, channels: int, device: torch.device | None = None) -> torch.Tensor:
+    """(H*W, C) fixed 2D sine-cosine position code: half the channels encode the row, half the column."""
+    if channels % 4:
+        raise ValueError(f"channels must be a multiple of 4 for a 2D sine code, got {channels}")
+    quarter = channels // 4
+    freq = torch.exp(-math.log(10000.0) * torch.arange(quarter, device=device) / quarter)
+    ys = torch.arange(height, device=device, dtype=torch.float32)[:, None] * freq
+    xs = torch.arange(width, device=device, dtype=torch.float32)[:, None] * freq
+    row = torch.cat([ys.sin(), ys.cos()], 1)[:, None, :].expand(height, width, 2 * quarter)
+    col = torch.cat([xs.sin(), xs.cos()], 1)[None, :, :].expand(height, width, 2 * quarter)
+    return torch.cat([row, col], -1).reshape(height * width, channels)
+
+
+class TextTokenProjection(nn.Module):
+    """Project text tokens to the visual width, and optionally mix them into a fixed number of tokens (Eq. 2
+    of HiMix: ``t_hat = ReLU(Conv1x1(t W_t))``, L -> L' tokens).
+
+    With ``projected_tokens`` set, the 1x1 convolution runs over the token axis (tokens as channels, as in
+    GuideDecoder), so the sentence is padded to ``max_tokens`` positions and padded tokens are zeroed first:
+    the same sentence padded to any length gives the same L' tokens, and no padding is left to mask.
+
+    Args:
+        text_width: D.
+        visual_width: C of the decoder stage.
+        max_tokens: L, the longest sentence accepted (the text encoder's ``max_length``).
+        projected_tokens: L'; None keeps the L tokens (then the caller masks padding in attention).
+    """
+
+    def __init__(self, text_width: int, visual_width: int, max_tokens: int, projected_tokens: int | None) -> None:
+        super().__init__()
+        self.max_tokens = max_tokens
+        self.linear = nn.Linear(text_width, visual_width)  # W_t
+        self.token_mix = nn.Conv1d(max_tokens, projected_tokens, 1) if projected_tokens else None
+
+    def forward(self, text: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """text (B, L, D), mask (B, L) -> tokens (B, L' or L, C), mask of those tokens."""
+        tokens = self.linear(text) * mask[..., None].to(text.dtype)
+        if self.token_mix is None:
+            return torch.relu(tokens), mask
+        length = tokens.shape[1]
+        if length > self.max_tokens:
+            raise ValueError(f"sentence of {length} tokens; this network accepts at most {self.max_tokens}")
+        tokens = nn.functional.pad(tokens, (0, 0, 0, self.max_tokens - length))
+        tokens = torch.relu(self.token_mix(tokens))
+        return tokens, torch.ones(tokens.shape[:2], dtype=mask.dtype, device=mask.device)
+
+
+class TextGuidedAttentionLayer(nn.Module):
+    """Cross-attention to text, self-attention and MLP with learnable residual scales (HiMix Eqs. 4-6):
+
+        d_ca = d + beta_ca * LN(MHCA(d, t));  d_sa = d_ca + beta_sa * LN(MHSA(d_ca));  out = d_sa + beta_mlp * MLP(d_sa)
+
+    Visual tokens are the queries; text tokens the keys and values, padding masked. A fixed 2D sine code
+    is added to queries and keys of the visual tokens (not in the paper's equations; as in GuideDecoder, on
+    which the HiMix code builds: attention alone is blind to where a token is, and report text is about place).
+
+    Args:
+        hidden_size: C, visual and projected text width.
+        num_heads: attention heads.
+        mlp_ratio: MLP hidden width / C.
+        dropout: attention and MLP dropout.
+    """
+
+    def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.cross_attn = nn.MultiheadAttention(hidden_size, num_heads, dropout=dropout, batch_first=True)
+        self.self_attn = nn.MultiheadAttention(hidden_size, num_heads, dropout=dropout, batch_first=True)
+        self.norm_ca = nn.LayerNorm(hidden_size)
+        self.norm_sa = nn.LayerNorm(hidden_size)
+        self.mlp = MLPBlock(hidden_size, int(hidden_size * mlp_ratio), dropout_rate=dropout, act="GELU")
+        self.beta_ca = nn.Parameter(torch.tensor(0.1))
+        self.beta_sa = nn.Parameter(torch.tensor(0.1))
+        self.beta_mlp = nn.Parameter(torch.tensor(0.1))
+
+    def forward(self, visual: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """visual (B, N, C), text (B, L, C), text_mask (B, L) with 1 = token, pos (N, C) -> (B, N, C)."""
+        pad = text_mask == 0
+        ca, _ = self.cross_attn(visual + pos, text, text, key_padding_mask=pad, need_weights=False)
+        x = visual + self.beta_ca * self.norm_ca(ca)
+        q = x + pos
+        sa, _ = self.self_attn(q, q, x, need_weights=False)
+        x = x + self.beta_sa * self.norm_sa(sa)
+        return x + self.beta_mlp * self.mlp(x)
