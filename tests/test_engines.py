@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 from monai.engines import SupervisedTrainer
@@ -68,10 +70,14 @@ def test_trainer_calls_network_with_text_tensors(tiny_text_encoder):
 def test_staged_output_commit_and_clash(tmp_path):
     out = tmp_path / "out"
     staged = StagedOutputDir(out)
+    assert not (tmp_path / staged.staging_dir).exists()  # created by the first writer, not before
+    assert staged.commit() == [] and not out.exists()
+    Path(staged.staging_dir).mkdir()
     (tmp_path / staged.staging_dir / "a.txt").write_text("new")
     assert [p.name for p in staged.commit()] == ["a.txt"] and (out / "a.txt").read_text() == "new"
     assert not (tmp_path / staged.staging_dir).exists()
     again = StagedOutputDir(out)
+    Path(again.staging_dir).mkdir()
     (tmp_path / again.staging_dir / "a.txt").write_text("newer")
     with pytest.raises(FileExistsError, match="a.txt"):
         again.commit()
@@ -84,6 +90,7 @@ def test_staged_output_commit_and_clash(tmp_path):
 
 def test_staged_output_discard_leaves_nothing(tmp_path):
     staged = StagedOutputDir(tmp_path / "out")
+    Path(staged.staging_dir).mkdir()
     (tmp_path / staged.staging_dir / "half.png").write_text("x")
     with pytest.raises(RuntimeError):
         staged.discard(None, RuntimeError("boom"))

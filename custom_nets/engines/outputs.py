@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
+import uuid
 from pathlib import Path
 
 from ignite.engine import Engine, Events
@@ -32,8 +32,10 @@ class StagedOutputDir:
     def __init__(self, output_dir: str | os.PathLike, overwrite: bool = False) -> None:
         self.output_dir = Path(output_dir)
         self.overwrite = overwrite
-        self.output_dir.parent.mkdir(parents=True, exist_ok=True)
-        self.staging_dir = tempfile.mkdtemp(prefix=f".{self.output_dir.name}.staging-", dir=self.output_dir.parent)
+        # a unique name only: writers create the folder when they first write, so a run that fails before
+        # writing anything leaves nothing behind
+        token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.staging_dir = str(self.output_dir.parent / f".{self.output_dir.name}.staging-{token}")
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.COMPLETED, self.commit)
@@ -41,7 +43,7 @@ class StagedOutputDir:
 
     def staged_files(self) -> list[Path]:
         root = Path(self.staging_dir)
-        return sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
+        return sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
 
     def commit(self, engine: Engine | None = None) -> list[Path]:
         """Move the staged files into place; the list of final paths."""
