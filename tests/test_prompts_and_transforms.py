@@ -6,7 +6,7 @@ from monai.transforms import LoadImaged
 from PIL import Image
 
 from custom_nets.text import parse_zones, swap_laterality, zone_sentence
-from custom_nets.transforms import CheckImageLabelSized, EnsureChannelsd, RandFlipWithTextd
+from custom_nets.transforms import CheckImageLabelSized, EnsureChannelsd, RandFlipWithTextd, SwapLateralityd
 
 
 def test_swap_laterality_only_touches_left_right():
@@ -15,6 +15,7 @@ def test_swap_laterality_only_touches_left_right():
         "Bilateral pulmonary infection, two infected areas, upper Right lung and lower LEFT lung; leftover rightly."
     )
     assert swap_laterality(swap_laterality(s)) == s
+    assert SwapLateralityd("text")({"text": "upper left lung", "image": 1}) == {"text": "upper right lung", "image": 1}
 
 
 def test_zone_sentence_round_trip():

@@ -1,5 +1,5 @@
 from .encoder import TextEncoder, TextEncoderUnavailableError, TextFeatureCache
-from .prompts import LEVELS, SIDES, ZONES, parse_zones, replace_zones, swap_laterality, zone_sentence
+from .prompts import LEVELS, SIDES, ZONES, parse_zones, swap_laterality, zone_sentence
 
 __all__ = [
     "TextEncoder",
@@ -9,7 +9,6 @@ __all__ = [
     "SIDES",
     "ZONES",
     "parse_zones",
-    "replace_zones",
     "swap_laterality",
     "zone_sentence",
 ]

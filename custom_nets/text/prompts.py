@@ -8,7 +8,7 @@ Left and right are the *patient's* sides: in a radiograph the patient's left lun
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 LEVELS = ("upper", "middle", "lower")
 SIDES = ("left", "right")
@@ -61,7 +61,3 @@ def parse_zones(sentence: str) -> list[tuple[str, str]]:
     """The (level, side) zones a sentence names, in order of appearance."""
     return [(m.group(1).lower(), m.group(2).lower()) for m in _ZONE.finditer(sentence)]
 
-
-def replace_zones(sentence: str, zones: Iterable[tuple[str, str]]) -> str:
-    """The sentence rebuilt to name other zones (a counterfactual prompt)."""
-    return zone_sentence(list(zones))
