@@ -1,6 +1,6 @@
 """textseg-bundles: text-guided medical image segmentation networks and pipeline parts for MONAI bundles."""
 
-from . import data, engines, nets, text, transforms
+from . import data, engines, inferers, nets, text, transforms
 
 __version__ = "0.1.0"
-__all__ = ["data", "engines", "nets", "text", "transforms"]
+__all__ = ["data", "engines", "inferers", "nets", "text", "transforms"]

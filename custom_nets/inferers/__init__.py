@@ -1,0 +1,3 @@
+from .text_inferer import TextInferer
+
+__all__ = ["TextInferer"]

@@ -1,0 +1,73 @@
+"""An inferer that brings the report sentence to any MONAI inferer.
+
+MONAI's inferers call ``network(window, *args, **kwargs)``; MONAI Label's stock ``monaibundle`` app calls
+``inferer(image, network)`` with the image alone. :class:`TextInferer` holds the frozen, cached
+:class:`~custom_nets.text.TextEncoder`, encodes the sentence (from the call, or the ``prompt`` set in the
+config, e.g. ``displayable_configs#prompt``) and runs the wrapped inferer image by image, giving every window
+or slice of an image that image's text tensors (expanded to the window batch). With no sentence, the
+networks' null-text path runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from monai.inferers import Inferer, SimpleInferer
+
+from custom_nets.text.encoder import TextEncoder
+
+
+class TextInferer(Inferer):
+    """Wrap ``inferer`` so that the network also receives ``text_hidden`` and ``text_mask``.
+
+    Args:
+        text_encoder: the frozen encoder (None: image only, the network's null text).
+        inferer: any MONAI inferer (``SimpleInferer``, ``SlidingWindowInferer``, ``SliceInferer``).
+        prompt: default sentence when a call gives none (e.g. ``"@displayable_configs#prompt"``); empty or
+            None means no text.
+
+    Example:
+        >>> inferer = TextInferer(TextEncoder("tiny-random-bert"), SimpleInferer())  # doctest: +SKIP
+        >>> logits = inferer(image, network, text=["Unilateral pulmonary infection, ..."])  # doctest: +SKIP
+    """
+
+    def __init__(self, text_encoder: TextEncoder | None, inferer: Inferer | None = None, prompt: str | None = None) -> None:
+        super().__init__()
+        self.text_encoder = text_encoder
+        self.inferer = inferer if inferer is not None else SimpleInferer()
+        self.prompt = prompt
+
+    def sentences(self, batch_size: int, text: str | Sequence[str] | None) -> list[str | None]:
+        """One sentence (or None) per image; a single string is shared by the batch."""
+        text = self.prompt if text is None else text
+        if text is None or isinstance(text, str):
+            sentence = text.strip() if isinstance(text, str) else ""
+            return [sentence or None] * batch_size
+        if len(text) != batch_size:
+            raise ValueError(f"{len(text)} sentences for a batch of {batch_size} images")
+        return [s.strip() or None if isinstance(s, str) else None for s in text]
+
+    def __call__(  # type: ignore[override]
+        self,
+        inputs: torch.Tensor,
+        network: Callable[..., torch.Tensor],
+        *args: Any,
+        text: str | Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> torch.Tensor:
+        outputs = []
+        for i, sentence in enumerate(self.sentences(inputs.shape[0], text)):
+            if sentence is None or self.text_encoder is None:
+                outputs.append(self.inferer(inputs[i : i + 1], network, *args, **kwargs))
+                continue
+            hidden, mask = self.text_encoder([sentence])
+            hidden, mask = hidden.to(inputs.device), mask.to(inputs.device)
+
+            def with_text(window: torch.Tensor, *a: Any, _h=hidden, _m=mask, **kw: Any) -> torch.Tensor:
+                n = window.shape[0]
+                return network(window, *a, text_hidden=_h.expand(n, -1, -1, -1), text_mask=_m.expand(n, -1), **kw)
+
+            outputs.append(self.inferer(inputs[i : i + 1], with_text, *args, **kwargs))
+        return torch.cat(outputs, dim=0)
