@@ -87,14 +87,15 @@ def main(argv: list[str] | None = None) -> int:
           f"{sum(p.numel() for p in text_encoder.parameters()) / 1e6:.3f} M)")
 
     sentences = demo_sentences(batch)
-    prepare = PrepareBatchWithText(text_encoder if uses_text else None)
+    cached_prep = PrepareBatchWithText(text_encoder)
+    uncached = TextEncoder(text_encoder.model_name_or_path, max_length=text_encoder.max_length, cache_size=0)
+    uncached_prep = PrepareBatchWithText(uncached)
     image = torch.randn(batch, in_channels, size, size)
     label = (torch.rand(batch, 1, size, size) > 0.9).float()
-    text_kwargs = prepare.encode(sentences[:1]) if uses_text else {}
 
     net.eval()
     with FlopCounterMode(display=False) as counter, torch.no_grad():
-        net(image[:1], **text_kwargs)
+        net(image[:1], **(cached_prep.encode(sentences[:1]) if uses_text else {}))
     flops = counter.get_total_flops()
     print(f"forward GFLOPs per image at {size}x{size}: {flops / 1e9:.3f} (multiply-adds: {flops / 2e9:.3f} G)")
 
@@ -102,31 +103,29 @@ def main(argv: list[str] | None = None) -> int:
     opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-4)
     loss_fn = DiceCELoss(sigmoid=True)
 
-    def train_step(encode_text: bool = True):
-        kwargs = prepare.encode(sentences) if (encode_text and uses_text) else {}
+    def train_step(text_prep: PrepareBatchWithText | None) -> None:
+        """One optimiser step; ``text_prep`` encodes the batch's sentences first (passed on if the net reads text)."""
+        kwargs = text_prep.encode(sentences) if text_prep is not None else {}
         opt.zero_grad()
-        loss = loss_fn(net(image, **kwargs), label)
+        loss = loss_fn(net(image, **(kwargs if uses_text else {})), label)
         loss.backward()
         opt.step()
 
-    step = median_time(train_step, args.steps)
+    step = median_time(lambda: train_step(cached_prep if uses_text else None), args.steps)
     print(f"training step: {step * 1000:.1f} ms per batch of {batch} ({batch / step:.1f} images/s)")
     net.eval()
     with torch.no_grad():
-        infer = median_time(lambda: net(image, **(prepare.encode(sentences) if uses_text else {})), args.steps)
+        infer = median_time(lambda: net(image, **(cached_prep.encode(sentences) if uses_text else {})), args.steps)
     print(f"inference: {batch / infer:.1f} images/s (batch {batch}, no grad)")
 
     # text pipeline: encoding a batch's sentences with the warm cache against running the text model each time
-    cached_prep = PrepareBatchWithText(text_encoder)
-    uncached = TextEncoder(text_encoder.model_name_or_path, max_length=text_encoder.max_length, cache_size=0)
-    uncached_prep = PrepareBatchWithText(uncached)
     t_cached = median_time(lambda: cached_prep.encode(sentences), args.steps * 4)
     t_uncached = median_time(lambda: uncached_prep.encode(sentences), args.steps * 4)
     print(f"text encoding per batch ({text_encoder.model_name_or_path}): cached {t_cached * 1000:.2f} ms, "
           f"uncached {t_uncached * 1000:.2f} ms, uncached/cached {t_uncached / t_cached:.1f}x")
     net.train()
-    step_with = median_time(lambda: (cached_prep.encode(sentences), train_step(encode_text=False)), args.steps)
-    step_without = median_time(lambda: (uncached_prep.encode(sentences), train_step(encode_text=False)), args.steps)
+    step_with = median_time(lambda: train_step(cached_prep), args.steps)
+    step_without = median_time(lambda: train_step(uncached_prep), args.steps)
     print(f"training step incl. text pipeline: cached {step_with * 1000:.1f} ms, uncached {step_without * 1000:.1f} ms, "
           f"cached/uncached step-time ratio {step_with / step_without:.3f}")
     return 0

@@ -190,6 +190,11 @@ class TextEncoder(nn.Module):
         """D, the width of each hidden layer."""
         return self.model.config.hidden_size
 
+    @property
+    def device(self) -> torch.device:
+        """Where the text model, and so the returned tensors, live."""
+        return next(self.model.parameters()).device
+
     def train(self, mode: bool = True) -> TextEncoder:
         """The text model stays in eval mode (frozen; no dropout) whatever the caller asks."""
         super().train(mode)
@@ -199,9 +204,8 @@ class TextEncoder(nn.Module):
     @torch.no_grad()
     def _encode(self, sentences: list[str]) -> list[torch.Tensor]:
         """Run the text model once on ``sentences``; one (H, L_i, D) CPU tensor per sentence, padding cut."""
-        device = next(self.model.parameters()).device
         tokens = self.tokenizer(sentences, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
-        tokens = {k: v.to(device) for k, v in tokens.items()}
+        tokens = {k: v.to(self.device) for k, v in tokens.items()}
         self.model_calls += 1
         out = self.model(**tokens, output_hidden_states=True)
         layers = out.hidden_states if self.include_embeddings else out.hidden_states[1:]
@@ -243,5 +247,4 @@ class TextEncoder(nn.Module):
         for i, f in enumerate(per_item):
             hidden[i, :, : f.shape[1]] = f
             mask[i, : f.shape[1]] = 1
-        device = next(self.model.parameters()).device
-        return hidden.to(device), mask.to(device)
+        return hidden.to(self.device), mask.to(self.device)
