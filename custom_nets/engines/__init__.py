@@ -1,4 +1,4 @@
 from .outputs import StagedOutputDir, refuse_overwrite
-from .prepare_batch import PrepareBatchWithText
+from .prepare_batch import PrepareBatchWithSentences, PrepareBatchWithText
 
-__all__ = ["PrepareBatchWithText", "StagedOutputDir", "refuse_overwrite"]
+__all__ = ["PrepareBatchWithSentences", "PrepareBatchWithText", "StagedOutputDir", "refuse_overwrite"]

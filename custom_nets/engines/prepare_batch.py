@@ -17,6 +17,19 @@ from monai.engines import PrepareBatch
 from custom_nets.text.encoder import TextEncoder
 
 
+def _image_and_label(
+    batchdata: Mapping[str, Any], image_key: str, label_key: str, device: Any, non_blocking: bool, **kwargs: Any
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The batch's image and (optional) label on ``device``."""
+    if not isinstance(batchdata, Mapping) or image_key not in batchdata:
+        raise ValueError(f"the batch must be a dict with key '{image_key}'")
+    image = batchdata[image_key].to(device=device, non_blocking=non_blocking, **kwargs)
+    label = batchdata.get(label_key)
+    if isinstance(label, torch.Tensor):
+        label = label.to(device=device, non_blocking=non_blocking, **kwargs)
+    return image, label
+
+
 class PrepareBatchWithText(PrepareBatch):
     """Turn a batch ``{"image", "label", "text"}`` into ``(image, label, (), {"text_hidden", "text_mask"})``.
 
@@ -70,14 +83,37 @@ class PrepareBatchWithText(PrepareBatch):
         non_blocking: bool = False,
         **kwargs: Any,
     ) -> tuple[torch.Tensor, torch.Tensor | None] | tuple[torch.Tensor, torch.Tensor | None, tuple, dict]:
-        if not isinstance(batchdata, Mapping) or self.image_key not in batchdata:
-            raise ValueError(f"the batch must be a dict with key '{self.image_key}'")
-        image = batchdata[self.image_key].to(device=device, non_blocking=non_blocking, **kwargs)
-        label = batchdata.get(self.label_key)
-        if isinstance(label, torch.Tensor):
-            label = label.to(device=device, non_blocking=non_blocking, **kwargs)
+        image, label = _image_and_label(batchdata, self.image_key, self.label_key, device, non_blocking, **kwargs)
         if self.text_encoder is None:
             return image, label
         if self.text_key not in batchdata:
             raise KeyError(f"the batch has no '{self.text_key}' key; this network needs a sentence per image")
         return image, label, (), self.encode(batchdata[self.text_key], device)
+
+
+class PrepareBatchWithSentences(PrepareBatch):
+    """Turn a batch into ``(image, label, (), {"text": sentences or None})`` for a text-aware inferer.
+
+    Inference configs use this with :class:`~custom_nets.inferers.TextInferer`, which encodes the sentences
+    itself (and falls back to its configured prompt when the batch has no ``text``), so the same inferer
+    serves datalists, ``displayable_configs#prompt`` and MONAI Label requests.
+
+    Args:
+        image_key: key of the image batch.
+        label_key: key of the label batch (optional).
+        text_key: key of the sentences; a batch without it passes ``text=None``.
+    """
+
+    def __init__(self, image_key: str = "image", label_key: str = "label", text_key: str = "text") -> None:
+        self.image_key, self.label_key, self.text_key = image_key, label_key, text_key
+
+    def __call__(
+        self,
+        batchdata: Mapping[str, Any],
+        device: str | torch.device | None = None,
+        non_blocking: bool = False,
+        **kwargs: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, tuple, dict]:
+        image, label = _image_and_label(batchdata, self.image_key, self.label_key, device, non_blocking, **kwargs)
+        text = batchdata.get(self.text_key)
+        return image, label, (), {"text": list(text) if text is not None else None}

@@ -7,6 +7,7 @@ Left and right are the *patient's* sides: in a radiograph the patient's left lun
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Sequence
 
@@ -61,3 +62,38 @@ def parse_zones(sentence: str) -> list[tuple[str, str]]:
     """The (level, side) zones a sentence names, in order of appearance."""
     return [(m.group(1).lower(), m.group(2).lower()) for m in _ZONE.finditer(sentence)]
 
+
+
+def replaced_zone_sentence(
+    sentence: str, candidates: Sequence[tuple[str, str]] | None = None, seed: int = 0
+) -> str | None:
+    """A counterfactual sentence: as many zones as ``sentence`` names, none of them named by it.
+
+    Args:
+        sentence: the true sentence.
+        candidates: zones to draw from first, as (level, side) pairs or "level side" strings (e.g. the
+            look-alike distractors of a demo image); the rest of the six zones fill up when there are too few.
+        seed: seed of the draw.
+
+    Returns None when the sentence names no zone (nothing to replace).
+
+    Example:
+        >>> replaced_zone_sentence("Unilateral pulmonary infection, one infected area, upper left lung.",
+        ...                        [("lower", "right")])
+        'Unilateral pulmonary infection, one infected area, lower right lung.'
+    """
+
+    named = parse_zones(sentence)
+    if not named:
+        return None
+    zones = [tuple(z.lower().split()) if isinstance(z, str) else tuple(z) for z in candidates or []]
+    unknown = [z for z in zones if z not in ZONES]
+    if unknown:
+        raise ValueError(f"unknown lung zone(s) {unknown}; zones are {ZONES}")
+    preferred = [z for z in zones if z not in named]
+    rest = [z for z in ZONES if z not in named and z not in preferred]
+    rng = random.Random(seed)
+    rng.shuffle(preferred)
+    rng.shuffle(rest)
+    pool = preferred + rest
+    return zone_sentence(sorted(pool[: len(named)], key=ZONES.index))

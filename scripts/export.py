@@ -1,0 +1,113 @@
+#!/usr/bin/env python
+"""Export a trained bundle's network with both inputs (image and text tensors), reload it and check it.
+
+    python scripts/export.py --bundle himix --config demo.json --bundle-root runs/demo/himix
+    python scripts/export.py --bundle himix --config demo.json --bundle-root runs/demo/himix --format exported_program
+
+MONAI's ``ckpt_export`` scripts the network (``torch.jit.script``); the timm encoders and the optional-text
+forward of our networks do not script, so this exports with an example image, ``text_hidden`` and
+``text_mask`` instead:
+    torchscript        ``torch.jit.trace`` -> ``model.ts``; batch size, image size (multiples of 32) and
+                       sentence length may differ from the example's. The bundle's ``metadata.json`` and
+                       ``inference.json`` are stored as extra files, as ``ckpt_export`` does.
+    exported_program   ``torch.export`` -> ``model.pt2`` (PyTorch's successor of TorchScript); dynamic batch
+                       size and sentence length (up to ``max_text_tokens``), the config's image size.
+The exported network takes all three inputs, always: an all-zero ``text_mask`` row means "no text".
+
+The file is written under a temporary name and renamed; an existing file is kept unless ``--overwrite``.
+After writing, the file is reloaded and compared with the eager network on new random inputs (batch 2,
+another sentence length, one sample without text); a difference above ``--atol`` is an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from monai.bundle import ConfigParser
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def example_inputs(parser: ConfigParser, batch: int, length: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """Random (image, text_hidden, text_mask) with the config's channels, size and text encoder shape."""
+    size = parser.get_parsed_content("image_size")
+    layers, width = (parser.get_parsed_content(f"network_def#{k}") for k in ("text_num_layers", "text_hidden_size"))
+    image = torch.randn(batch, parser.get_parsed_content("in_channels"), *size, generator=generator)
+    hidden = torch.randn(batch, layers, length, width, generator=generator)
+    mask = torch.ones(batch, length, dtype=torch.long)
+    return image, hidden, mask
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--bundle", default="himix")
+    p.add_argument("--config", nargs="*", default=[], help="override files merged on train.json, e.g. demo.json")
+    p.add_argument("--bundle-root", default=None, help="where models/model.pt is (default: bundles/<bundle>)")
+    p.add_argument("--checkpoint", default=None, help="default: <bundle-root>/models/model.pt")
+    p.add_argument("--format", choices=("torchscript", "exported_program"), default="torchscript")
+    p.add_argument("--output", default=None, help="default: <bundle-root>/models/model.ts (.pt2)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("--atol", type=float, default=1e-4)
+    args = p.parse_args(argv)
+
+    configs = ROOT / "bundles" / args.bundle / "configs"
+    if not (configs / "train.json").is_file():
+        sys.exit(f"no bundle configs at {configs}")
+    bundle_root = Path(args.bundle_root or ROOT / "bundles" / args.bundle)
+    checkpoint = Path(args.checkpoint or bundle_root / "models" / "model.pt")
+    suffix = ".ts" if args.format == "torchscript" else ".pt2"
+    output = Path(args.output or bundle_root / "models" / f"model{suffix}")
+    if not checkpoint.is_file():
+        sys.exit(f"checkpoint not found: {checkpoint}")
+    if output.exists() and not args.overwrite:
+        sys.exit(f"{output} exists; pass --overwrite to replace it")
+    parser = ConfigParser()
+    parser.read_config([str(configs / "train.json")] + [str(configs / c) for c in args.config])
+    if not parser.get("text_encoder"):
+        sys.exit(f"bundle '{args.bundle}' takes no text; use `python -m monai.bundle ckpt_export` for it")
+    parser["device"] = "cpu"
+
+    network = parser.get_parsed_content("network_def").eval()
+    network.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
+    g = torch.Generator().manual_seed(0)
+    length = parser.get_parsed_content("network_def#max_text_tokens")
+    extra = {name: json.dumps(ConfigParser.load_config_file(configs / name))
+             for name in ("metadata.json", "inference.json") if (configs / name).is_file()}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=suffix, dir=output.parent)
+    os.close(fd)
+    os.chmod(tmp, 0o644)
+    try:
+        if args.format == "torchscript":
+            with torch.no_grad():
+                traced = torch.jit.trace(network, example_inputs(parser, 1, length, g))
+            torch.jit.save(traced, tmp, _extra_files=extra)
+            reloaded = torch.jit.load(tmp, map_location="cpu")
+        else:
+            batch, tokens = torch.export.Dim("batch", min=1, max=1024), torch.export.Dim("tokens", min=2, max=length)
+            program = torch.export.export(network, example_inputs(parser, 2, length, g),
+                                          dynamic_shapes=({0: batch}, {0: batch, 2: tokens}, {0: batch, 1: tokens}))
+            torch.export.save(program, tmp, extra_files=extra)
+            reloaded = torch.export.load(tmp).module()
+        image, hidden, mask = example_inputs(parser, 2, max(2, length - 5), g)
+        mask[1] = 0  # the second sample has no text: the null-text path
+        with torch.no_grad():
+            diff = (reloaded(image, hidden, mask) - network(image, hidden, mask)).abs().max().item()
+        if diff > args.atol:
+            raise RuntimeError(f"the exported network differs from the eager one by {diff:.2e} > {args.atol}")
+        os.replace(tmp, output)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    print(f"wrote {output}; reloaded output differs from the eager network by at most {diff:.2e}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
