@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 
     total = sum(p.numel() for p in net.parameters())
     trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
-    print(f"bundle {args.bundle} {' + '.join(args.config) or ''}| image {in_channels}x{size}x{size}, batch {batch}, "
+    print(f"bundle {args.bundle}{''.join(' + ' + c for c in args.config)} | image {in_channels}x{size}x{size}, batch {batch}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}")
     print(f"parameters: total {total / 1e6:.3f} M, trainable {trainable / 1e6:.3f} M "
           f"(text encoder {text_encoder.model_name_or_path}, frozen, outside the network: "
