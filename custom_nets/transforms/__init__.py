@@ -1,3 +1,5 @@
+from .mask import MASK_RULES, BinarizeMaskd, binarize
 from .text import CheckImageLabelSized, EnsureChannelsd, RandFlipWithTextd, SwapLateralityd
 
-__all__ = ["CheckImageLabelSized", "EnsureChannelsd", "RandFlipWithTextd", "SwapLateralityd"]
+__all__ = ["MASK_RULES", "BinarizeMaskd", "binarize", "CheckImageLabelSized", "EnsureChannelsd", "RandFlipWithTextd",
+           "SwapLateralityd"]
