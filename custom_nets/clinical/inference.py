@@ -1,0 +1,110 @@
+"""Run a trained bundle on clinical inputs: CT volumes slice by slice, radiographs whole.
+
+The bundle's ``inference.json`` (plus override files, e.g. ``demo.json``) gives the network, the text
+encoder, ``image_size`` and ``in_channels``; the checkpoint is ``<bundle_root>/models/model.pt``. Each slice
+is normalised as in training (per channel), resized to the training size, segmented, and the logits are
+resized back, so the mask has the source's exact grid. MONAI's ``SliceInferer`` walks the axial slices in
+batches; :class:`~custom_nets.inferers.TextInferer` encodes the study's sentence once and gives it to
+every slice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.bundle import ConfigParser
+from monai.inferers import SimpleInferer, SliceInferer
+from torch import nn
+
+from custom_nets.clinical.io import LUNG_WINDOW, Radiograph, Volume, window
+from custom_nets.inferers import TextInferer
+
+
+class ResizingSliceNetwork(nn.Module):
+    """Wrap a 2D network: per-image channel-wise normalisation, resize to ``image_size``, predict, resize back.
+
+    Args:
+        network: the trained 2D network (``image``, optional ``text_hidden``/``text_mask``).
+        image_size: the training size (H, W) of the bundle.
+        in_channels: the network's input channels (a grey slice is repeated).
+    """
+
+    def __init__(self, network: nn.Module, image_size: Sequence[int], in_channels: int) -> None:
+        super().__init__()
+        self.network, self.image_size, self.in_channels = network, tuple(image_size), in_channels
+
+    def forward(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
+        size = x.shape[2:]
+        if x.shape[1] != self.in_channels:
+            x = x.mean(1, keepdim=True).expand(-1, self.in_channels, *size)
+        mean = x.mean(dim=(2, 3), keepdim=True)
+        std = x.std(dim=(2, 3), keepdim=True)
+        x = (x - mean) / torch.where(std > 0, std, torch.ones_like(std))  # as NormalizeIntensityd(channel_wise)
+        logits = self.network(F.interpolate(x, size=self.image_size, mode="area"), **kwargs)
+        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+
+
+class BundleSegmenter:
+    """A bundle ready for clinical inputs.
+
+    Args:
+        bundle: the bundle folder (``bundles/himix``), holding ``configs/inference.json``.
+        config_overrides: extra config files merged on ``inference.json`` (names in ``configs/`` or paths).
+        bundle_root: where ``models/model.pt`` is (default: ``bundle``).
+        checkpoint: explicit checkpoint path (default: ``<bundle_root>/models/model.pt``).
+        ct_window: (centre, width) in HU applied to CT before the network's normalisation.
+        slice_batch: slices per forward pass.
+        device: torch device.
+    """
+
+    def __init__(self, bundle: str | os.PathLike, config_overrides: Sequence[str] = (), bundle_root: str | None = None,
+                 checkpoint: str | None = None, ct_window: tuple[float, float] = LUNG_WINDOW, slice_batch: int = 8,
+                 device: str | torch.device = "cpu") -> None:
+        bundle = Path(bundle)
+        configs = bundle / "configs"
+        if not (configs / "inference.json").is_file():
+            raise FileNotFoundError(f"not a bundle: {configs / 'inference.json'} not found (--bundle {bundle})")
+        files = [configs / "inference.json"] + [Path(c) if Path(c).is_file() else configs / c for c in config_overrides]
+        missing = [str(f) for f in files if not f.is_file()]
+        if missing:
+            raise FileNotFoundError(f"config file(s) not found: {missing}")
+        parser = ConfigParser()
+        parser.read_config([str(f) for f in files])
+        parser["device"] = str(device)
+        checkpoint = Path(checkpoint or Path(bundle_root or bundle) / "models" / "model.pt")
+        if not checkpoint.is_file():
+            raise FileNotFoundError(f"checkpoint not found: {checkpoint} (train the bundle, or pass --checkpoint)")
+        meta = json.loads((configs / "metadata.json").read_text()) if (configs / "metadata.json").is_file() else {}
+        self.name, self.version = bundle.name, str(meta.get("version", "0"))
+        self.device = torch.device(device)
+        network = parser.get_parsed_content("network_def").to(self.device).eval()
+        network.load_state_dict(torch.load(checkpoint, map_location=self.device, weights_only=True))
+        self.network = ResizingSliceNetwork(network, parser.get_parsed_content("image_size"),
+                                            parser.get_parsed_content("in_channels")).eval()
+        self.text_encoder = parser.get_parsed_content("text_encoder") if parser.get("text_encoder") else None
+        self.ct_window, self.slice_batch = ct_window, slice_batch
+
+    def _inferer(self, inner) -> TextInferer:
+        return TextInferer(self.text_encoder, inner)
+
+    @torch.no_grad()
+    def segment_volume(self, volume: Volume, text: str | None = None, windowed: bool = True) -> np.ndarray:
+        """A uint8 0/1 mask of the volume's shape; ``windowed=False`` for volumes already in 0..255."""
+        array = window(volume.array, *self.ct_window) if windowed else volume.array.astype(np.float32)
+        x = torch.from_numpy(array)[None, None].to(self.device)  # (1, 1, X, Y, Z)
+        inner = SliceInferer(roi_size=x.shape[2:4], spatial_dim=2, sw_batch_size=self.slice_batch, progress=False)
+        logits = self._inferer(inner)(x, self.network, text=text)
+        return (logits[0, 0] > 0).to(torch.uint8).cpu().numpy()  # sigmoid(logit) > 0.5
+
+    @torch.no_grad()
+    def segment_radiograph(self, image: Radiograph, text: str | None = None) -> np.ndarray:
+        """A uint8 0/1 mask (X, Y) of the radiograph's shape."""
+        x = torch.from_numpy(image.array)[None, None].to(self.device)
+        logits = self._inferer(SimpleInferer())(x, self.network, text=text)
+        return (logits[0, 0] > 0).to(torch.uint8).cpu().numpy()

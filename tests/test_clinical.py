@@ -1,0 +1,190 @@
+"""Clinical inference: loaders (geometry, VOI LUT, MONOCHROME1), slice-wise inference, NIfTI/PNG/DICOM SEG outputs,
+the resumable batch runner, and every bad input of the issue."""
+
+import json
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from monai.bundle import ConfigParser
+from PIL import Image
+
+from clinical_data import write_ct_series, write_nifti, write_non_image_dicom, write_radiograph
+from conftest import ROOT
+from custom_nets.clinical import BundleSegmenter, ClinicalInputError, load_dicom_series, load_nifti, load_radiograph, window
+from custom_nets.clinical.batch import discover, run_batch
+
+HIMIX = ROOT / "bundles" / "himix"
+TINY = {"image_size": [32, 32], "text_encoder_id": "tiny-random-bert",
+        "network_def#backbone_kwargs": {"depths": [1, 1, 1, 1], "dims": [16, 32, 64, 128]},
+        "network_def#text_hidden_size": 32, "network_def#text_num_layers": 4, "network_def#num_heads": 2}
+SENTENCE = "Bilateral pulmonary infection, two infected areas, upper left lung and lower right lung."
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(tmp_path_factory):
+    """The himix bundle with tiny encoders and a random-weight checkpoint (geometry, not accuracy, is tested)."""
+    root = tmp_path_factory.mktemp("himix_clinical")
+    override = root / "tiny.json"
+    override.write_text(json.dumps(TINY))
+    parser = ConfigParser()
+    parser.read_config([str(HIMIX / "configs" / f) for f in ("inference.json", "demo.json")] + [str(override)])
+    torch.manual_seed(0)
+    (root / "models").mkdir()
+    torch.save(parser.get_parsed_content("network_def").state_dict(), root / "models" / "model.pt")
+    return root, ["demo.json", str(override)]
+
+
+@pytest.fixture(scope="module")
+def segmenter(tiny_bundle):
+    root, overrides = tiny_bundle
+    return BundleSegmenter(HIMIX, overrides, bundle_root=str(root), slice_batch=4)
+
+
+def test_ct_series_sorted_by_position_with_ras_affine(tmp_path):
+    files, hu = write_ct_series(tmp_path / "ct")
+    volume = load_dicom_series(files)
+    assert volume.array.shape == hu.shape and np.array_equal(volume.array, hu)
+    assert np.allclose(volume.affine, [[-0.7, 0, 0, 40], [0, -0.8, 0, 30], [0, 0, 2.5, 100], [0, 0, 0, 1]])
+    assert [int(ds.InstanceNumber) for ds in volume.datasets] == list(range(1, 17))
+    assert window(np.array([-1350.0, -600.0, 150.0, 1000.0])).tolist() == [0.0, 127.5, 255.0, 255.0]
+
+
+def test_radiograph_voi_and_monochrome1(tmp_path):
+    stored = write_radiograph(tmp_path / "dx1.dcm", monochrome1=True)
+    inverted = load_radiograph(tmp_path / "dx1.dcm").array
+    write_radiograph(tmp_path / "dx2.dcm", monochrome1=False)
+    plain = load_radiograph(tmp_path / "dx2.dcm").array
+    assert inverted.shape == stored.T.shape == plain.shape
+    assert plain[0, 0] == 0 and plain[-1, 0] == 255  # low stored values are dark in MONOCHROME2
+    assert np.allclose(inverted, 255 - plain)  # and bright in MONOCHROME1
+
+
+def test_volume_inference_keeps_geometry_and_seg_references_sources(tmp_path, segmenter):
+    import highdicom as hd
+
+    files, _ = write_ct_series(tmp_path / "study" / "ct")
+    jobs = discover(tmp_path / "study")
+    assert [j.kind for j in jobs] == ["ct_series"]
+    manifest = run_batch(jobs, segmenter, tmp_path / "out", default_sentence=SENTENCE)
+    row = manifest[jobs[0].id]
+    assert row["status"] == "done", row
+    volume = load_dicom_series(files)
+    mask = nib.load(tmp_path / "out" / row["outputs"][0])
+    assert mask.shape == volume.array.shape and np.allclose(mask.affine, volume.affine)
+    assert set(np.unique(np.asarray(mask.dataobj))) <= {0, 1}
+    seg = hd.seg.segread(tmp_path / "out" / row["outputs"][1])
+    referenced = {item.ReferencedSOPInstanceUID for s in seg.ReferencedSeriesSequence for item in s.ReferencedInstanceSequence}
+    assert referenced == {ds.SOPInstanceUID for ds in volume.datasets}
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == volume.datasets[0].SeriesInstanceUID
+    algorithm = seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0]
+    assert algorithm.AlgorithmName == "textseg-bundles himix" and algorithm.AlgorithmVersion == "0.1.0"
+    # the SEG's frames equal the NIfTI mask, slice by slice in source order (rows x columns)
+    nifti = np.asarray(mask.dataobj)
+    assert seg.pixel_array.shape == (16, 48, 64) and nifti.any()
+    assert all(np.array_equal(seg.pixel_array[k], nifti[:, :, k].T) for k in range(16))
+
+
+def test_the_sentence_reaches_every_slice(tmp_path, segmenter):
+    files, _ = write_ct_series(tmp_path / "ct", n=4)
+    volume = load_dicom_series(files)
+    x = torch.from_numpy(window(volume.array))[None, None]
+    from custom_nets.inferers import TextInferer
+    from monai.inferers import SliceInferer
+
+    def logits(text):
+        inferer = TextInferer(segmenter.text_encoder, SliceInferer(roi_size=x.shape[2:4], spatial_dim=2, sw_batch_size=3))
+        with torch.no_grad():
+            return inferer(x, segmenter.network, text=text)
+
+    a, b, none = logits(SENTENCE), logits("Unilateral pulmonary infection, one infected area, lower left lung."), logits(None)
+    assert a.shape == (1, 1, *volume.array.shape)
+    for k in range(4):  # every slice saw the text (the outputs differ on each slice)
+        assert not torch.allclose(a[..., k], b[..., k]) and not torch.allclose(a[..., k], none[..., k])
+
+
+def test_nifti_and_radiograph_outputs(tmp_path, segmenter):
+    affine = write_nifti(tmp_path / "in" / "vol.nii.gz")
+    write_radiograph(tmp_path / "in" / "cxr" / "dx.dcm")
+    manifest = run_batch(discover(tmp_path / "in"), segmenter, tmp_path / "out", default_sentence=SENTENCE)
+    rows = {r["kind"]: r for r in manifest.values()}
+    assert all(r["status"] == "done" for r in rows.values()), manifest
+    mask = nib.load(tmp_path / "out" / rows["nifti"]["outputs"][0])
+    assert mask.shape == (40, 32, 6) and np.allclose(mask.affine, affine)
+    png = np.asarray(Image.open(tmp_path / "out" / rows["radiograph"]["outputs"][0]))
+    assert png.shape == (40, 56) and set(np.unique(png)) <= {0, 255}  # rows x columns of the source
+    assert rows["radiograph"]["outputs"][1].endswith("seg.dcm")
+
+
+def test_batch_resumes_and_records_bad_inputs(tmp_path, segmenter):
+    studies = tmp_path / "studies"
+    write_ct_series(studies / "good")
+    write_ct_series(studies / "gap", n=8, skip=4)  # a missing slice
+    write_ct_series(studies / "mr", n=4, modality="MR")  # not CT
+    write_non_image_dicom(studies / "sr" / "report.dcm")
+    (studies / "corrupt").mkdir()
+    (studies / "corrupt" / "broken.dcm").write_bytes(b"DICM" + b"\x00" * 10)
+    write_ct_series(studies / "mixed", n=4)  # two series in one folder: grouped apart, both segmented
+    write_ct_series(studies / "mixed", n=4, prefix="b")
+    write_nifti(studies / "flat.nii.gz", shape=(16, 16))
+    write_nifti(studies / "fourd.nii.gz", shape=(8, 8, 4, 3))
+    jobs = discover(studies)
+    manifest = run_batch(jobs, segmenter, tmp_path / "out", default_sentence=SENTENCE)
+    status = {job_id: row["status"] for job_id, row in manifest.items()}
+    errors = " | ".join(row["error"] for row in manifest.values())
+    assert list(status.values()).count("done") == 3  # good + the two series of the mixed folder
+    assert "uneven slice spacing" in errors and "a missing slice" in errors
+    assert "modality MR, expected CT" in errors
+    assert "report.dcm: no readable pixel data" in errors or "modality SR" in errors
+    assert "broken.dcm: not a readable DICOM file" in errors
+    assert "flat.nii.gz: a 2D image" in errors and "fourd.nii.gz: a 4D image" in errors
+    assert not list((tmp_path / "out").rglob(".*"))  # no temporary file left behind
+
+    # resume: nothing done is redone, failed rows are retried
+    before = {k: v for k, v in manifest.items() if v["status"] == "done"}
+    mtimes = {o: (tmp_path / "out" / o).stat().st_mtime_ns for r in before.values() for o in r["outputs"]}
+    calls = []
+    original = segmenter.segment_volume
+    segmenter.segment_volume = lambda *a, **k: calls.append(1) or original(*a, **k)
+    try:
+        again = run_batch(discover(studies), segmenter, tmp_path / "out", default_sentence=SENTENCE)
+    finally:
+        segmenter.segment_volume = original
+    assert calls == [] and {k: again[k] for k in before} == before
+    assert all((tmp_path / "out" / o).stat().st_mtime_ns == t for o, t in mtimes.items())
+    assert {k for k, v in again.items() if v["status"] == "failed"} == {k for k, v in manifest.items() if v["status"] == "failed"}
+
+
+def test_loader_errors_name_the_input(tmp_path):
+    files, _ = write_ct_series(tmp_path / "a", n=4)
+    other, _ = write_ct_series(tmp_path / "b", n=4)
+    with pytest.raises(ClinicalInputError, match="files of 2 series mixed"):
+        load_dicom_series(files + other)
+    write_ct_series(tmp_path / "mr", n=4, modality="MR")
+    with pytest.raises(ClinicalInputError, match=r"modality MR, expected CT"):
+        load_dicom_series(sorted((tmp_path / "mr").iterdir()))
+    write_nifti(tmp_path / "flat.nii", shape=(8, 8))
+    with pytest.raises(ClinicalInputError, match=r"flat.nii: a 2D image"):
+        load_nifti(tmp_path / "flat.nii")
+    with pytest.raises(ClinicalInputError, match=r"dx.dcm.*modality CT, expected a radiograph"):
+        (tmp_path / "dx.dcm").write_bytes(files[0].read_bytes())
+        load_radiograph(tmp_path / "dx.dcm")
+
+
+def test_cli_unknown_bundle_and_summary(tmp_path, tiny_bundle):
+    cmd = [sys.executable, str(ROOT / "scripts" / "infer_dicom.py"), "--bundle", str(tmp_path / "nope"),
+           "--input", str(tmp_path), "--output", str(tmp_path / "out")]
+    r = subprocess.run(cmd, cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert r.returncode != 0 and f"not a bundle: {tmp_path / 'nope' / 'configs' / 'inference.json'} not found" in r.stdout
+    assert not (tmp_path / "out").exists()
+    root, overrides = tiny_bundle
+    write_ct_series(tmp_path / "in" / "ct", n=4)
+    (tmp_path / "in" / "notes.dcm").write_text("not dicom")
+    cmd = [sys.executable, str(ROOT / "scripts" / "infer_dicom.py"), "--bundle", str(HIMIX), "--config", *overrides,
+           "--bundle-root", str(root), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--text", SENTENCE]
+    r = subprocess.run(cmd, cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert r.returncode == 2 and "2 series found" in r.stdout and "done 1, failed 1" in r.stdout, r.stdout[-2000:]
+    assert "notes.dcm: not a readable DICOM file" in r.stdout and "series/s" in r.stdout
