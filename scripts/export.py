@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 from monai.bundle import ConfigParser
+
+from custom_nets.engines.outputs import write_atomically
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,11 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     length = parser.get_parsed_content("network_def#max_text_tokens")
     extra = {name: json.dumps(ConfigParser.load_config_file(configs / name))
              for name in ("metadata.json", "inference.json") if (configs / name).is_file()}
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=suffix, dir=output.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o644)
-    try:
+    diffs: list[float] = []
+
+    def write_and_check(tmp: str) -> None:
+        """Save to ``tmp``, reload, compare with the eager network; raising leaves no file behind."""
         if args.format == "torchscript":
             with torch.no_grad():
                 traced = torch.jit.trace(network, example_inputs(parser, 1, length, g))
@@ -98,13 +97,12 @@ def main(argv: list[str] | None = None) -> int:
         image, hidden, mask = example_inputs(parser, 2, max(2, length - 5), g)
         mask[1] = 0  # the second sample has no text: the null-text path
         with torch.no_grad():
-            diff = (reloaded(image, hidden, mask) - network(image, hidden, mask)).abs().max().item()
-        if diff > args.atol:
-            raise RuntimeError(f"the exported network differs from the eager one by {diff:.2e} > {args.atol}")
-        os.replace(tmp, output)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+            diffs.append((reloaded(image, hidden, mask) - network(image, hidden, mask)).abs().max().item())
+        if diffs[-1] > args.atol:
+            raise RuntimeError(f"the exported network differs from the eager one by {diffs[-1]:.2e} > {args.atol}")
+
+    write_atomically(output, write_and_check)
+    diff = diffs[-1]
     print(f"wrote {output}; reloaded output differs from the eager network by at most {diff:.2e}")
     return 0
 

@@ -188,3 +188,49 @@ def test_cli_unknown_bundle_and_summary(tmp_path, tiny_bundle):
     r = subprocess.run(cmd, cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert r.returncode == 2 and "2 series found" in r.stdout and "done 1, failed 1" in r.stdout, r.stdout[-2000:]
     assert "notes.dcm: not a readable DICOM file" in r.stdout and "series/s" in r.stdout
+
+
+class Brightness(torch.nn.Module):
+    """A stand-in network whose logit is the normalised image: the mask is "brighter than the slice mean"."""
+
+    def forward(self, image, text_hidden=None, text_mask=None):
+        return image[:, :1]
+
+
+def test_masks_land_where_the_image_is_in_every_path(tmp_path, segmenter, monkeypatch):
+    """Orientation end to end: an asymmetric picture through the radiograph (MONOCHROME1) and CT paths; the saved
+    masks must be the picture's bright part, in the source's rows x columns."""
+    from clinical_data import CT_STORAGE, DX_STORAGE, _base
+    from pydicom.uid import generate_uid
+
+    monkeypatch.setattr(segmenter.network, "network", Brightness())
+    picture = np.zeros((32, 48), np.uint16)  # rows x columns, bright block upper right
+    picture[2:10, 30:46] = 255
+    expected = picture > picture.mean()
+    dx = tmp_path / "in" / "dx.dcm"
+    dx.parent.mkdir(parents=True)
+    ds = _base(dx, DX_STORAGE, "DX", generate_uid(), generate_uid())
+    ds.Rows, ds.Columns, ds.PhotometricInterpretation, ds.PixelRepresentation = 32, 48, "MONOCHROME1", 0
+    ds.PixelData = (255 - picture).astype(np.uint16).tobytes()  # MONOCHROME1: the bright block is stored low
+    ds.save_as(dx, enforce_file_format=True)
+    study, series, frame = generate_uid(), generate_uid(), generate_uid()
+    for k in range(3):
+        p = tmp_path / "in" / "ct" / f"{k}.dcm"
+        p.parent.mkdir(exist_ok=True)
+        ds = _base(p, CT_STORAGE, "CT", study, series)
+        ds.Rows, ds.Columns, ds.FrameOfReferenceUID, ds.PixelSpacing = 32, 48, frame, [1, 1]
+        ds.ImageOrientationPatient, ds.ImagePositionPatient, ds.SliceThickness = [1, 0, 0, 0, 1, 0], [0, 0, 2.0 * k], 2.0
+        ds.PhotometricInterpretation, ds.PixelRepresentation, ds.RescaleSlope, ds.RescaleIntercept = "MONOCHROME2", 1, 1, -1000
+        ds.PixelData = (picture.astype(np.int16) * 4 - 600 + 1000).astype(np.int16).tobytes()
+        ds.save_as(p, enforce_file_format=True)
+    manifest = run_batch(discover(tmp_path / "in"), segmenter, tmp_path / "out")
+    rows = {r["kind"]: r for r in manifest.values()}
+    assert all(r["status"] == "done" for r in rows.values()), manifest
+    def dice(a, b):  # resizing 48 -> 32 -> 48 columns moves block edges by a pixel at most
+        return 2 * (a & b).sum() / (a.sum() + b.sum())
+
+    png = np.asarray(Image.open(tmp_path / "out" / rows["radiograph"]["outputs"][0])) > 0
+    assert png.shape == expected.shape and dice(png, expected) > 0.9
+    volume = np.asarray(nib.load(tmp_path / "out" / rows["ct_series"]["outputs"][0]).dataobj)
+    assert all(dice(volume[:, :, k].T > 0, expected) > 0.9 for k in range(3))
+    assert dice(expected[::-1], expected) == 0 and dice(expected[:, ::-1], expected) == 0  # a flip would fail

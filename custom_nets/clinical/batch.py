@@ -27,7 +27,8 @@ from custom_nets.clinical.io import (
     load_radiograph,
     read_header,
 )
-from custom_nets.clinical.outputs import save_dicom_seg, save_nifti, save_png, write_atomically
+from custom_nets.clinical.outputs import save_dicom_seg, save_nifti, save_png
+from custom_nets.engines.outputs import write_atomically
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 IGNORED_NAMES = {"manifest.json", "DICOMDIR"}

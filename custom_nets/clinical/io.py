@@ -203,5 +203,5 @@ def load_nifti(path: str | os.PathLike) -> Volume:
         data = data[..., 0]
     if data.ndim != 3:
         raise ClinicalInputError(f"{path}: a {data.ndim}D image of shape {data.shape}; a 3D volume is expected "
-                                 "(use a 2D input path for single images, split 4D series first)")
+                                 "(2D images go through the radiograph or PNG paths; split a 4D series first)")
     return Volume(data, np.asarray(img.affine, dtype=float), str(path))

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from custom_nets.engines.outputs import write_atomically
 from custom_nets.text.prompts import NUMBER_WORDS
 from custom_nets.transforms.mask import binarize
 
@@ -354,15 +354,6 @@ def write_datalist(datalist: dict, path: str | os.PathLike, overwrite: bool = Fa
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(datalist, f, indent=1)
-            f.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    text = json.dumps(datalist, indent=1) + "\n"
+    write_atomically(path, lambda tmp: Path(tmp).write_text(text))
     return path

@@ -1,4 +1,4 @@
-from .outputs import StagedOutputDir, refuse_overwrite
+from .outputs import StagedOutputDir, refuse_overwrite, write_atomically
 from .prepare_batch import PrepareBatchWithSentences, PrepareBatchWithText
 
-__all__ = ["PrepareBatchWithSentences", "PrepareBatchWithText", "StagedOutputDir", "refuse_overwrite"]
+__all__ = ["PrepareBatchWithSentences", "PrepareBatchWithText", "StagedOutputDir", "refuse_overwrite", "write_atomically"]
