@@ -89,3 +89,12 @@ def test_replaced_zone_sentence_names_other_zones():
     assert replaced_zone_sentence("one medium polyp") is None
     with pytest.raises(ValueError, match="unknown lung zone"):
         replaced_zone_sentence(s, ["centre"])
+
+
+def test_record_text_says_which_sentence_guided_the_mask():
+    from custom_nets.transforms import RecordTextd
+
+    assert RecordTextd(prompt="")({"pred": 1})["result"] == {"text_prompt": "", "null_text": True}
+    assert RecordTextd(prompt="upper left lung")({"result": {"x": 1}})["result"] == {
+        "x": 1, "text_prompt": "upper left lung", "null_text": False}
+    assert RecordTextd(prompt="upper left lung")({"text": "lower right lung"})["result"]["text_prompt"] == "lower right lung"

@@ -6,7 +6,7 @@ from collections.abc import Hashable, Mapping, Sequence
 
 import torch
 from monai.config import KeysCollection
-from monai.transforms import MapTransform, RandFlipd
+from monai.transforms import MapTransform, RandFlipd, Transform
 
 from custom_nets.text.prompts import swap_laterality
 
@@ -112,3 +112,30 @@ class EnsureChannelsd(MapTransform):
 
 
 __all__: Sequence[str] = ["RandFlipWithTextd", "SwapLateralityd", "CheckImageLabelSized", "EnsureChannelsd"]
+
+
+class RecordTextd(Transform):
+    """Record in ``d[result_key]`` which sentence the network was given, for the caller to see.
+
+    MONAI Label returns ``d["result"]`` as the JSON part of its response; our inference configs add this as
+    the last post-transform so that an annotator (or a script) sees whether the mask was guided by a
+    sentence or made by the null-text path.
+
+    Args:
+        text_key: the item's own sentence (a datalist's ``text``); it wins over ``prompt``, as in
+            :class:`~custom_nets.inferers.TextInferer`.
+        prompt: the configured prompt (``"@displayable_configs#prompt"``).
+        result_key: where to write ``{"text_prompt": sentence, "null_text": bool}``.
+    """
+
+    def __init__(self, text_key: str = "text", prompt: str | None = None, result_key: str = "result") -> None:
+        self.text_key, self.prompt, self.result_key = text_key, prompt, result_key
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        text = d.get(self.text_key)
+        sentence = text if isinstance(text, str) and text.strip() else (self.prompt or "")
+        result = dict(d.get(self.result_key) or {})
+        result.update({"text_prompt": sentence.strip(), "null_text": not sentence.strip()})
+        d[self.result_key] = result
+        return d
