@@ -1,0 +1,68 @@
+#!/usr/bin/env python
+"""Place trained bundles into MONAI Label's stock ``monaibundle`` app (run with MONAI Label's environment).
+
+    .venv-monailabel/bin/python scripts/monailabel/prepare_app.py --app runs/monailabel/apps/monaibundle \
+        --bundle himix --bundle-root runs/demo/himix --config demo.json
+
+The stock app reads ``model/<name>/configs/inference.json`` and ``model/<name>/models/model.pt``. This writes
+the bundle's ``inference.json`` with the override files merged in (MONAI Label reads one file), its
+``metadata.json``, and copies the checkpoint; all under a temporary name, then renamed. An existing
+``model/<name>`` is replaced only with ``--overwrite``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from monai.bundle import ConfigParser
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--app", required=True, help="the monaibundle app folder")
+    p.add_argument("--bundle", required=True, help="bundle name under bundles/")
+    p.add_argument("--bundle-root", required=True, help="where the trained models/model.pt is")
+    p.add_argument("--config", nargs="*", default=[], help="override files merged on inference.json")
+    p.add_argument("--overwrite", action="store_true")
+    args = p.parse_args(argv)
+
+    configs = ROOT / "bundles" / args.bundle / "configs"
+    checkpoint = Path(args.bundle_root) / "models" / "model.pt"
+    app = Path(args.app)
+    for path, what in ((configs / "inference.json", "bundle config"), (checkpoint, "checkpoint"), (app / "main.py", "monaibundle app")):
+        if not path.is_file():
+            sys.exit(f"{what} not found: {path}")
+    target = app / "model" / args.bundle
+    if target.exists() and not args.overwrite:
+        sys.exit(f"{target} exists; pass --overwrite to replace it")
+    parser = ConfigParser()
+    parser.read_config([str(configs / "inference.json")] + [str(configs / c) for c in args.config])
+    merged = parser.get()
+    merged["bundle_root"] = str(target)  # MONAI Label sets it too; a plain path keeps the file valid alone
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{args.bundle}.", dir=target.parent))
+    try:
+        (staging / "configs").mkdir()
+        (staging / "models").mkdir()
+        (staging / "configs" / "inference.json").write_text(json.dumps(merged, indent=4))
+        shutil.copy2(configs / "metadata.json", staging / "configs" / "metadata.json")
+        shutil.copy2(checkpoint, staging / "models" / "model.pt")
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    print(f"placed {args.bundle} ({' + '.join(['inference.json', *args.config])}, {checkpoint}) in {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
