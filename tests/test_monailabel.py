@@ -1,0 +1,136 @@
+"""MONAI Label integration: the stock ``monaibundle`` app serves a trained demo HiMix, unchanged, with the sentence
+as the ``prompt`` request parameter.
+
+Builds MONAI Label's own environment (``scripts/monailabel/setup_env.sh``, cached in ``.venv-monailabel``; about
+4 minutes the first time), makes demo data, trains HiMix for 10 epochs with ``demo.json``, serves it with
+``scripts/monailabel/serve.sh`` on a free port of 127.0.0.1, and stops the server afterwards.
+"""
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from email.parser import BytesParser
+from email.policy import default
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import ROOT, configs, run_bundle
+from custom_nets.text.prompts import replaced_zone_sentence
+
+pytestmark = [pytest.mark.slow, pytest.mark.monailabel]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def infer(base: str, image: str, prompt: str) -> tuple[dict, np.ndarray]:
+    """POST /infer/himix with ``params={"prompt": ...}``; the response's JSON and mask."""
+    boundary = uuid.uuid4().hex
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="params"\r\n\r\n'
+            f"{json.dumps({'prompt': prompt})}\r\n--{boundary}--\r\n").encode()
+    request = urllib.request.Request(f"{base}/infer/himix?image={image}&output=all", data=body, method="POST",
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    with urllib.request.urlopen(request, timeout=300) as r:
+        raw, content_type = r.read(), r.headers["Content-Type"]
+    message = BytesParser(policy=default).parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + raw)
+    params, mask = {}, None
+    for part in message.iter_parts():
+        if part.get_param("name", header="content-disposition") == "params":
+            params = json.loads(part.get_content())
+        else:
+            mask = np.asarray(Image.open(io.BytesIO(part.get_payload(decode=True))))
+    return params, mask
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2 * (a & b).sum() / max(a.sum() + b.sum(), 1)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    env_build = subprocess.run(["bash", str(ROOT / "scripts/monailabel/setup_env.sh")], cwd=ROOT, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=1500)
+    assert env_build.returncode == 0, env_build.stdout[-3000:]
+    work = tmp_path_factory.mktemp("monailabel")
+    data, datalist = work / "data", work / "datalist.json"
+    subprocess.run([sys.executable, str(ROOT / "scripts/make_demo_data.py"), "--data-root", str(data),
+                    "--datalist", str(datalist)], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    r = run_bundle("run", "training", "--config_file", configs("himix", "train.json", "demo.json"),
+                   "--bundle_root", str(work / "bundle"), "--data_root", str(data), "--datalist", str(datalist),
+                   "--epochs", "10", "--lr_t_max", "10", "--show_progress", "False", timeout=1200)
+    assert r.returncode == 0, r.stdout[-3000:]
+    studies = work / "studies"
+    studies.mkdir()
+    test_items = json.loads(datalist.read_text())["test"][:2]
+    for item in test_items:
+        (studies / os.path.basename(item["image"])).write_bytes((data / item["image"]).read_bytes())
+    port = free_port()
+    log = open(work / "server.log", "w")
+    proc = subprocess.Popen(["bash", str(ROOT / "scripts/monailabel/serve.sh"), "himix", str(work / "bundle"), str(studies),
+                             str(port)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            env={**os.environ, "APPS": str(work / "apps")})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 300
+        while True:
+            assert proc.poll() is None, (work / "server.log").read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"{base}/info/", timeout=5) as resp:
+                    info = json.loads(resp.read())
+                break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                assert time.time() < deadline, "server did not start:\n" + (work / "server.log").read_text()[-3000:]
+                time.sleep(2)
+        yield base, info, data, test_items, proc
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+        with pytest.raises(ProcessLookupError):  # nothing of the server's process group is left
+            os.killpg(proc.pid, 0)
+
+
+def test_info_lists_the_bundle_as_2d_with_a_prompt(server):
+    _, info, *_ = server
+    model = info["models"]["himix"]
+    assert model["dimension"] == 2 and "prompt" in model["config"]
+
+
+def test_sentence_guides_the_mask(server):
+    base, _, data, items, proc = server
+    item = items[0]
+    image = os.path.splitext(os.path.basename(item["image"]))[0]
+    truth = np.asarray(Image.open(data / item["label"])) > 0
+    params, mask = infer(base, image, item["text"])
+    assert mask.shape == truth.shape and params["null_text"] is False and params["text_prompt"] == item["text"]
+    counterfactual = replaced_zone_sentence(item["text"], item["distractor_zones"])
+    _, other = infer(base, image, counterfactual)
+    true_dice, other_dice = dice(mask > 0, truth), dice(other > 0, truth)
+    print(f"MONAI Label: Dice with the true sentence {true_dice:.3f}, with '{counterfactual}' {other_dice:.3f}")
+    assert true_dice > 0.6 and not np.array_equal(mask, other) and other_dice < true_dice
+
+
+@pytest.mark.parametrize("prompt", ["", "x" * 5000, "Lésion bilatérale, poumon gauche — 左肺; \u0000\u202e"])
+def test_bad_prompts_get_an_answer(server, prompt):
+    base, _, data, items, proc = server
+    image = os.path.splitext(os.path.basename(items[1]["image"]))[0]
+    params, mask = infer(base, image, prompt)
+    assert mask.shape == (256, 256) and params["null_text"] is (not prompt.strip())
+    assert proc.poll() is None  # the server is still up
