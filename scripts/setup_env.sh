@@ -1,26 +1,35 @@
 #!/usr/bin/env bash
 # Create (once) and update the project's virtual environment in .venv, with only Python 3 on the machine.
 # torch and torchvision are installed first, pinned by constraints.txt, which every pip call receives.
-# Re-running is cheap: nothing is installed again unless pyproject.toml or constraints.txt changed.
+# Re-running is cheap: nothing is installed again unless pyproject.toml or a constraints file changed.
+# Other environments reuse this script through variables (scripts/monailabel/setup_env.sh does):
+#   VENV (.venv), EXTRAS (test,demo,dicom,data), EXTRA_PACKAGES (more requirement specs, e.g. monailabel),
+#   EXTRA_CONSTRAINTS (one more constraints file for them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 EXTRAS=${EXTRAS:-test,demo,dicom,data}
+EXTRA_PACKAGES=${EXTRA_PACKAGES:-}
+EXTRA_CONSTRAINTS=${EXTRA_CONSTRAINTS:-}
+TAG="[setup${EXTRA_PACKAGES:+ $EXTRA_PACKAGES}]"
 
 if [ ! -x "$VENV/bin/python" ]; then
-    echo "[setup] creating $VENV with $($PYTHON --version)"
+    echo "$TAG creating $VENV with $($PYTHON --version)"
     "$PYTHON" -m venv "$VENV"
 fi
+constraints=(-c constraints.txt)
+[ -n "$EXTRA_CONSTRAINTS" ] && constraints+=(-c "$EXTRA_CONSTRAINTS")
 stamp="$VENV/.textseg-installed"
-want="$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1) $EXTRAS"
+want="$(cat pyproject.toml constraints.txt $EXTRA_CONSTRAINTS | sha256sum | cut -d' ' -f1) $EXTRAS $EXTRA_PACKAGES"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     exit 0
 fi
 pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
-echo "[setup] installing torch and torchvision (constraints.txt)"
+echo "$TAG installing torch and torchvision (constraints.txt)"
 pip install -c constraints.txt torch torchvision
-echo "[setup] installing textseg-bundles with extras [$EXTRAS]"
-pip install -c constraints.txt -e ".[$EXTRAS]"
+echo "$TAG installing textseg-bundles with extras [$EXTRAS] $EXTRA_PACKAGES"
+# shellcheck disable=SC2086  # EXTRA_PACKAGES is a list of specs
+pip install "${constraints[@]}" -e ".[$EXTRAS]" $EXTRA_PACKAGES
 echo "$want" > "$stamp"
-echo "[setup] done"
+echo "$TAG done"
