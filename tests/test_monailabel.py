@@ -75,8 +75,11 @@ def server(tmp_path_factory):
     studies = work / "studies"
     studies.mkdir()
     test_items = json.loads(datalist.read_text())["test"][:2]
-    for item in test_items:
+    (studies / "labels" / "final").mkdir(parents=True)
+    for item in test_items:  # images, their labels (MONAI Label's datastore layout) and the sentences' sidecar
         (studies / os.path.basename(item["image"])).write_bytes((data / item["image"]).read_bytes())
+        (studies / "labels" / "final" / os.path.basename(item["image"])).write_bytes((data / item["label"]).read_bytes())
+    (studies / "sentences.json").write_text(json.dumps({os.path.basename(i["image"]).split(".")[0]: i["text"] for i in test_items}))
     port = free_port()
     log = open(work / "server.log", "w")
     proc = subprocess.Popen(["bash", str(ROOT / "scripts/monailabel/serve.sh"), "himix", str(work / "bundle"), str(studies),
@@ -94,7 +97,7 @@ def server(tmp_path_factory):
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 assert time.time() < deadline, "server did not start:\n" + (work / "server.log").read_text()[-3000:]
                 time.sleep(2)
-        yield base, info, data, test_items, proc
+        yield base, info, data, test_items, proc, work
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -114,7 +117,7 @@ def test_info_lists_the_bundle_as_2d_with_a_prompt(server):
 
 
 def test_sentence_guides_the_mask(server):
-    base, _, data, items, proc = server
+    base, _, data, items, proc, _ = server
     item = items[0]
     image = os.path.splitext(os.path.basename(item["image"]))[0]
     truth = np.asarray(Image.open(data / item["label"])) > 0
@@ -129,8 +132,23 @@ def test_sentence_guides_the_mask(server):
 
 @pytest.mark.parametrize("prompt", ["", "x" * 5000, "Lésion bilatérale, poumon gauche — 左肺; \u0000\u202e"])
 def test_bad_prompts_get_an_answer(server, prompt):
-    base, _, data, items, proc = server
+    base, _, data, items, proc, _ = server
     image = os.path.splitext(os.path.basename(items[1]["image"]))[0]
     params, mask = infer(base, image, prompt)
     assert mask.shape == (256, 256) and params["null_text"] is (not prompt.strip())
     assert proc.poll() is None  # the server is still up
+
+
+def test_training_from_monailabel_reads_the_sidecar_sentences(server):
+    """BundleTrainTask's datalist has image and label only; SidecarTextd adds each sentence from sentences.json."""
+    base, _, _, _, proc, work = server
+    model = work / "apps" / "monaibundle" / "model" / "himix" / "models" / "model.pt"
+    before = model.read_bytes()
+    request = urllib.request.Request(f"{base}/train/himix?run_sync=true", method="POST",
+                                     data=json.dumps({"max_epochs": 1, "val_split": 0.5}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=600) as r:
+        assert r.status == 200
+    log = (work / "server.log").read_text()
+    assert "Total Records for Training: 1" in log and "val_mean_dice" in log, log[-3000:]
+    assert model.read_bytes() != before and proc.poll() is None  # the served model was fine-tuned in place

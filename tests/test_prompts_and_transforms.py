@@ -98,3 +98,19 @@ def test_record_text_says_which_sentence_guided_the_mask():
     assert RecordTextd(prompt="upper left lung")({"result": {"x": 1}})["result"] == {
         "x": 1, "text_prompt": "upper left lung", "null_text": False}
     assert RecordTextd(prompt="upper left lung")({"text": "lower right lung"})["result"]["text_prompt"] == "lower right lung"
+
+
+def test_sidecar_text_for_items_without_a_sentence(tmp_path):
+    import json as _json
+
+    from custom_nets.transforms import SidecarTextd
+
+    (tmp_path / "sentences.json").write_text(_json.dumps({"case1": "upper left lung", "case2.nii.gz": "lower right lung"}))
+    t = SidecarTextd()
+    assert t({"image": str(tmp_path / "case1.png")})["text"] == "upper left lung"  # by MONAI Label's image id
+    assert t({"image": str(tmp_path / "case2.nii.gz")})["text"] == "lower right lung"  # or by file name
+    assert t({"image": "/nowhere/x.png", "text": "given"})["text"] == "given"  # datalist sentences win, no file read
+    with pytest.raises(KeyError, match=r"sentences.json: no sentence for image id 'case3'"):
+        t({"image": str(tmp_path / "case3.png")})
+    with pytest.raises(FileNotFoundError, match="sidecar .*sentences.json not found"):
+        t({"image": str(tmp_path / "sub" / "case1.png")})

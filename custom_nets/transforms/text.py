@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Hashable, Mapping, Sequence
 
 import torch
@@ -138,4 +140,50 @@ class RecordTextd(Transform):
         result = dict(d.get(self.result_key) or {})
         result.update({"text_prompt": sentence.strip(), "null_text": not sentence.strip()})
         d[self.result_key] = result
+        return d
+
+
+class SidecarTextd(Transform):
+    """Give an item without a sentence the one its sidecar file holds (MONAI Label training).
+
+    MONAI Label's ``BundleTrainTask`` builds the datalist from its datastore with ``image`` and ``label``
+    only. The sentences then live in a sidecar JSON file in the studies folder, ``{image id: sentence}``,
+    where the id is the image's file name without extension (MONAI Label's image id) or the full file
+    name. Items that already have a sentence (our datalists) pass unchanged.
+
+    Args:
+        sidecar_name: file name of the sidecar, looked up in each image's folder.
+        text_key: key of the sentence.
+        image_key: key of the image path.
+    """
+
+    def __init__(self, sidecar_name: str = "sentences.json", text_key: str = "text", image_key: str = "image") -> None:
+        self.sidecar_name, self.text_key, self.image_key = sidecar_name, text_key, image_key
+        self._tables: dict[str, dict[str, str]] = {}
+
+    def _table(self, folder: str) -> dict[str, str]:
+        if folder not in self._tables:
+            path = os.path.join(folder, self.sidecar_name)
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"no sentence for the images of {folder}: sidecar {path} not found")
+            with open(path) as f:
+                table = json.load(f)
+            if not isinstance(table, dict):
+                raise ValueError(f"{path}: expected a JSON object {{image id: sentence}}")
+            self._tables[folder] = {str(k): str(v) for k, v in table.items()}
+        return self._tables[folder]
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        text = d.get(self.text_key)
+        if isinstance(text, str) and text.strip():
+            return d
+        image = str(d[self.image_key])
+        folder, name = os.path.split(image)
+        table = self._table(folder)
+        image_id = name.split(".")[0]
+        sentence = table.get(image_id) or table.get(name)
+        if not sentence or not sentence.strip():
+            raise KeyError(f"{os.path.join(folder, self.sidecar_name)}: no sentence for image id '{image_id}' ({image})")
+        d[self.text_key] = sentence.strip()
         return d

@@ -4,9 +4,9 @@
     .venv-monailabel/bin/python scripts/monailabel/prepare_app.py --app runs/monailabel/apps/monaibundle \
         --bundle himix --bundle-root runs/demo/himix --config demo.json
 
-The stock app reads ``model/<name>/configs/inference.json`` and ``model/<name>/models/model.pt``. This writes
-the bundle's ``inference.json`` with the override files merged in (MONAI Label reads one file), its
-``metadata.json``, and copies the checkpoint; all under a temporary name, then renamed. An existing
+The stock app reads ``model/<name>/configs/inference.json`` (and ``train.json`` for training) and ``model/<name>/models/model.pt``.
+This writes the bundle's ``inference.json`` and ``train.json`` with the override files merged in (MONAI Label
+reads one file each), its ``metadata.json``, and copies the checkpoint; all under a temporary name, then renamed. An existing
 ``model/<name>`` is replaced only with ``--overwrite``.
 """
 
@@ -42,16 +42,23 @@ def main(argv: list[str] | None = None) -> int:
     target = app / "model" / args.bundle
     if target.exists() and not args.overwrite:
         sys.exit(f"{target} exists; pass --overwrite to replace it")
-    parser = ConfigParser()
-    parser.read_config([str(configs / "inference.json")] + [str(configs / c) for c in args.config])
-    merged = parser.get()
-    merged["bundle_root"] = str(target)  # MONAI Label sets it too; a plain path keeps the file valid alone
+    merged = {}
+    for name in ("inference.json", "train.json"):  # train.json: for MONAI Label's BundleTrainTask
+        if (configs / name).is_file():
+            parser = ConfigParser()
+            parser.read_config([str(configs / name)] + [str(configs / c) for c in args.config])
+            merged[name] = parser.get()
+            merged[name]["bundle_root"] = str(target)  # MONAI Label sets it too; keeps the file valid alone
+    if "train.json" in merged:
+        # training from MONAI Label fine-tunes the served model in place (it loads model.pt first): allowed here
+        merged["train.json"]["overwrite"] = True
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{args.bundle}.", dir=target.parent))
     try:
         (staging / "configs").mkdir()
         (staging / "models").mkdir()
-        (staging / "configs" / "inference.json").write_text(json.dumps(merged, indent=4))
+        for name, config in merged.items():
+            (staging / "configs" / name).write_text(json.dumps(config, indent=4))
         shutil.copy2(configs / "metadata.json", staging / "configs" / "metadata.json")
         shutil.copy2(checkpoint, staging / "models" / "model.pt")
         if target.exists():

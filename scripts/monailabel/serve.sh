@@ -2,7 +2,8 @@
 # Serve trained bundles in MONAI Label's stock monaibundle app, on 127.0.0.1 only, offline.
 #   scripts/monailabel/serve.sh [BUNDLE] [BUNDLE_ROOT] [STUDIES] [PORT]
 #   default: himix runs/demo/himix (trained by ./scripts/run_demo.sh) data/demo/images 8000
-# Extra override files for the bundle's inference.json: CONFIGS="demo.json" (the default).
+# Extra override files for the bundle's configs: CONFIGS="demo.json" (the default). Training from MONAI Label reads
+# each image's sentence from sentences.json in the studies folder ({image id: sentence}); SKIP_TRAINERS=true hides it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BUNDLE=${1:-himix}
@@ -22,5 +23,5 @@ fi
     --bundle-root "$BUNDLE_ROOT" --config $CONFIGS --overwrite
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MONAI_LABEL_AUTO_UPDATE_SCORING=false
 exec "$VENV/bin/python" -m monailabel.main start_server --app "$APPS/monaibundle" --studies "$STUDIES" \
-    --conf models "$BUNDLE" --conf zoo_source github --conf sam2 false --conf skip_trainers true \
+    --conf models "$BUNDLE" --conf zoo_source github --conf sam2 false --conf skip_trainers "${SKIP_TRAINERS:-false}" \
     --host 127.0.0.1 --port "$PORT"
