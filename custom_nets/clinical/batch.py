@@ -25,7 +25,6 @@ from custom_nets.clinical.io import (
     load_dicom_series,
     load_nifti,
     load_radiograph,
-    read_header,
 )
 from custom_nets.clinical.outputs import save_dicom_seg, save_nifti, save_png
 from custom_nets.engines.outputs import write_atomically
@@ -71,14 +70,14 @@ def discover(input_dir: str | os.PathLike) -> list[Job]:
     series, errors = group_series(p for p in files if not _is_nifti(p))
     for path, error in sorted(errors.items()):
         jobs.append(Job(f"file_{Path(path).relative_to(root).as_posix().replace('/', '_')}", "invalid", [path], error=error))
-    for uid, paths in sorted(series.items()):
-        header = read_header(paths[0])
+    for uid, members in sorted(series.items()):
+        paths, header = [p for p, _ in members], members[0][1]
         modality, study = str(getattr(header, "Modality", "?")), str(getattr(header, "StudyInstanceUID", ""))
         if modality in CT_MODALITIES:
             jobs.append(Job(f"series_{uid}", "ct_series", [str(p) for p in paths], study, uid))
         elif modality in RADIOGRAPH_MODALITIES:
-            for p in paths:
-                sop = str(getattr(read_header(p), "SOPInstanceUID", p.stem))
+            for p, h in members:  # headers read once, by group_series
+                sop = str(getattr(h, "SOPInstanceUID", p.stem))
                 jobs.append(Job(f"image_{sop}", "radiograph", [str(p)], study, uid))
         else:
             jobs.append(Job(f"series_{uid}", "invalid", [str(p) for p in paths], study, uid,

@@ -68,9 +68,9 @@ def read_header(path: str | os.PathLike):
         raise ClinicalInputError(f"{path}: not a readable DICOM file ({type(e).__name__}: {e})") from e
 
 
-def group_series(files: Iterable[str | os.PathLike]) -> tuple[dict[str, list[Path]], dict[str, str]]:
-    """DICOM files grouped by SeriesInstanceUID, and ``{file: error}`` for files that are not DICOM."""
-    series: dict[str, list[Path]] = defaultdict(list)
+def group_series(files: Iterable[str | os.PathLike]) -> tuple[dict[str, list[tuple[Path, object]]], dict[str, str]]:
+    """``(path, header)`` pairs grouped by SeriesInstanceUID, and ``{file: error}`` for files that are not DICOM."""
+    series: dict[str, list[tuple[Path, object]]] = defaultdict(list)
     errors: dict[str, str] = {}
     for f in files:
         try:
@@ -82,7 +82,7 @@ def group_series(files: Iterable[str | os.PathLike]) -> tuple[dict[str, list[Pat
         if uid is None:
             errors[str(f)] = f"{f}: DICOM file without SeriesInstanceUID"
             continue
-        series[str(uid)].append(Path(f))
+        series[str(uid)].append((Path(f), ds))
     return dict(series), errors
 
 

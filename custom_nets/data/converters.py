@@ -111,8 +111,9 @@ def image_size(path: Path) -> tuple[int, int]:
 
 
 def check_same_size(image: Path, mask: Path) -> None:
-    if image_size(image) != image_size(mask):
-        raise ConversionError(f"size mismatch: image {image} is {image_size(image)}, mask {mask} is {image_size(mask)} "
+    image_wh, mask_wh = image_size(image), image_size(mask)
+    if image_wh != mask_wh:
+        raise ConversionError(f"size mismatch: image {image} is {image_wh}, mask {mask} is {mask_wh} "
                               "(width, height); masks are never resized by the converter")
 
 
