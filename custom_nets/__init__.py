@@ -1,6 +1,6 @@
 """textseg-bundles: text-guided medical image segmentation networks and pipeline parts for MONAI bundles."""
 
-from . import data, engines, inferers, nets, text, transforms
+from . import backbones, data, engines, inferers, losses, nets, text, transforms
 
 __version__ = "0.1.0"
-__all__ = ["data", "engines", "inferers", "nets", "text", "transforms"]
+__all__ = ["backbones", "data", "engines", "inferers", "losses", "nets", "text", "transforms"]

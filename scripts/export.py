@@ -37,7 +37,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def example_inputs(parser: ConfigParser, batch: int, length: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
     """Random (image, text_hidden, text_mask) with the config's channels, size and text encoder shape."""
     size = parser.get_parsed_content("image_size")
-    layers, width = (parser.get_parsed_content(f"network_def#{k}") for k in ("text_num_layers", "text_hidden_size"))
+    width = parser.get_parsed_content("network_def#text_hidden_size")
+    # networks that read every hidden layer name how many; the others (TAMISeg) read the last of any number
+    layers = parser.get_parsed_content("network_def#text_num_layers") if parser.get("network_def#text_num_layers") else 2
     image = torch.randn(batch, parser.get_parsed_content("in_channels"), *size, generator=generator)
     hidden = torch.randn(batch, layers, length, width, generator=generator)
     mask = torch.ones(batch, length, dtype=torch.long)

@@ -1,12 +1,23 @@
+from .feature_attention import EfficientChannelAttention, SpatialAttention
 from .layer_fusion import DynamicLayerFusion, split_layers
 from .spectral import GaussianSpectrumRefinement
-from .text_attention import TextGuidedAttentionLayer, TextTokenProjection, sinusoidal_2d
+from .text_attention import (
+    TextCrossAttention,
+    TextGuidedAttentionLayer,
+    TextTokenProjection,
+    fill_missing_text,
+    sinusoidal_2d,
+)
 
 __all__ = [
     "DynamicLayerFusion",
-    "split_layers",
+    "EfficientChannelAttention",
     "GaussianSpectrumRefinement",
+    "SpatialAttention",
+    "TextCrossAttention",
     "TextGuidedAttentionLayer",
     "TextTokenProjection",
+    "fill_missing_text",
     "sinusoidal_2d",
+    "split_layers",
 ]

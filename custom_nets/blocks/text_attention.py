@@ -92,3 +92,70 @@ class TextGuidedAttentionLayer(nn.Module):
         sa, _ = self.self_attn(q, q, x, need_weights=False)
         x = x + self.beta_sa * self.norm_sa(sa)
         return x + self.beta_mlp * self.mlp(x)
+
+
+def fill_missing_text(
+    null_token: torch.Tensor, batch_size: int, text_hidden: torch.Tensor | None, text_mask: torch.Tensor | None,
+    num_layers: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Put a learned null-text token where a sample has no text: ``text_hidden=None``, or an all-zero row of
+    ``text_mask`` (a dropped or empty sentence). The null sample becomes one valid token.
+
+    Args:
+        null_token: (D,) learned embedding.
+        batch_size: B (used when ``text_hidden`` is None).
+        text_hidden: (B, H, L, D) hidden layers, or None.
+        text_mask: (B, L) with 1 = token, or None (all tokens valid).
+        num_layers: H, used when ``text_hidden`` is None.
+
+    Returns:
+        ``(text_hidden, text_mask)`` with every row holding at least one valid token.
+    """
+    device = null_token.device
+    if text_hidden is None:
+        hidden = null_token.expand(batch_size, num_layers, 1, -1)
+        return hidden, torch.ones(batch_size, 1, dtype=torch.long, device=device)
+    null_token = null_token.to(text_hidden.dtype)
+    if text_mask is None:
+        text_mask = torch.ones(text_hidden.shape[:1] + text_hidden.shape[2:3], dtype=torch.long, device=text_hidden.device)
+    empty = text_mask.sum(1) == 0
+    first = torch.zeros_like(text_mask)
+    first[:, 0] = 1
+    null_hidden = torch.zeros_like(text_hidden)
+    null_hidden[:, :, 0] = null_token
+    text_hidden = torch.where(empty[:, None, None, None], null_hidden, text_hidden)
+    return text_hidden, torch.where(empty[:, None], first, text_mask)
+
+
+class TextCrossAttention(nn.Module):
+    """Cross-modal alignment of a visual feature map with text tokens (TAMISeg Eq. 8): visual tokens are the
+    queries, text tokens the keys and values, ``Softmax((f W_q)(T W_k)^T / sqrt(d)) (T W_v)``, multi-head,
+    padding masked.
+
+    Departure from Eq. 8, which writes the attention output alone: the output is added to the (layer-normed)
+    visual feature, ``ft = f + W_o Attn(LN(f), T)``. Without this residual every position would become a
+    mixture of at most L text values and lose what the image showed there.
+
+    Args:
+        visual_width: C of the feature map (and of the attention).
+        text_width: D of the text tokens (W_k, W_v map D -> C).
+        num_heads: attention heads (must divide C).
+        dropout: attention dropout.
+
+    Example:
+        >>> TextCrossAttention(64, 32, 4)(torch.randn(2, 64, 8, 8), torch.randn(2, 9, 32), torch.ones(2, 9)).shape
+        torch.Size([2, 64, 8, 8])
+    """
+
+    def __init__(self, visual_width: int, text_width: int, num_heads: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(visual_width)
+        self.attn = nn.MultiheadAttention(visual_width, num_heads, dropout=dropout, kdim=text_width,
+                                          vdim=text_width, batch_first=True)
+
+    def forward(self, feature: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+        """feature (B, C, H, W), text (B, L, D), text_mask (B, L) with 1 = token -> (B, C, H, W)."""
+        b, c, h, w = feature.shape
+        queries = self.norm(feature.flatten(2).transpose(1, 2))
+        out, _ = self.attn(queries, text, text, key_padding_mask=text_mask == 0, need_weights=False)
+        return feature + out.transpose(1, 2).reshape(b, c, h, w)

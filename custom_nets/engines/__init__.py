@@ -1,4 +1,13 @@
+from .distillation import SemanticDistillation
 from .outputs import StagedOutputDir, refuse_overwrite, write_atomically
-from .prepare_batch import PrepareBatchWithSentences, PrepareBatchWithText
+from .prepare_batch import PrepareBatchWithPerturbedView, PrepareBatchWithSentences, PrepareBatchWithText
 
-__all__ = ["PrepareBatchWithSentences", "PrepareBatchWithText", "StagedOutputDir", "refuse_overwrite", "write_atomically"]
+__all__ = [
+    "PrepareBatchWithPerturbedView",
+    "PrepareBatchWithSentences",
+    "PrepareBatchWithText",
+    "SemanticDistillation",
+    "StagedOutputDir",
+    "refuse_overwrite",
+    "write_atomically",
+]

@@ -117,3 +117,35 @@ class PrepareBatchWithSentences(PrepareBatch):
         image, label = _image_and_label(batchdata, self.image_key, self.label_key, device, non_blocking, **kwargs)
         text = batchdata.get(self.text_key)
         return image, label, (), {"text": list(text) if text is not None else None}
+
+
+class PrepareBatchWithPerturbedView(PrepareBatch):
+    """TAMISeg phase I: stack each image and its perturbed copy on the batch axis, ``(cat[I, I'], cat[G, G])``.
+
+    The network then runs once on 2B images, and :class:`custom_nets.losses.ConsistencyAwareLoss` splits the
+    predictions back into P_a (first B) and P_b (last B). A batch without the perturbed key (validation) gives
+    the clean images alone.
+
+    Args:
+        image_key: key of the clean images.
+        view_key: key of the perturbed copies (made by the data pipeline).
+        label_key: key of the masks.
+    """
+
+    def __init__(self, image_key: str = "image", view_key: str = "image_perturbed", label_key: str = "label") -> None:
+        self.image_key, self.view_key, self.label_key = image_key, view_key, label_key
+
+    def __call__(
+        self,
+        batchdata: Mapping[str, Any],
+        device: str | torch.device | None = None,
+        non_blocking: bool = False,
+        **kwargs: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        image, label = _image_and_label(batchdata, self.image_key, self.label_key, device, non_blocking, **kwargs)
+        if self.view_key not in batchdata:
+            return image, label
+        view = batchdata[self.view_key].to(device=device, non_blocking=non_blocking, **kwargs)
+        if view.shape != image.shape:
+            raise ValueError(f"'{self.view_key}' has shape {tuple(view.shape)}, '{self.image_key}' {tuple(image.shape)}")
+        return torch.cat([image, view]), (torch.cat([label, label]) if label is not None else None)

@@ -29,34 +29,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import timm
 import torch
 from monai.networks.blocks import UnetOutBlock, UnetrUpBlock
 from torch import nn
 
+from custom_nets.backbones import create_image_encoder
 from custom_nets.blocks import (
     DynamicLayerFusion,
     GaussianSpectrumRefinement,
     TextGuidedAttentionLayer,
     TextTokenProjection,
+    fill_missing_text,
     sinusoidal_2d,
 )
-
-
-def create_image_encoder(name: str, in_channels: int, pretrained: bool | str = False, **kwargs) -> nn.Module:
-    """A timm backbone with ``features_only=True``.
-
-    Args:
-        name: timm model name, optionally with a pretrained tag (``convnext_tiny.fb_in1k``).
-        in_channels: image channels (timm adapts pretrained stem weights to 1 channel).
-        pretrained: False (random), True (timm's weights for ``name``, from the local cache when offline)
-            or the path of a local weights file.
-        kwargs: passed to ``timm.create_model`` (e.g. ``depths``, ``dims`` for a reduced encoder).
-    """
-    if isinstance(pretrained, str) and pretrained:
-        kwargs["pretrained_cfg_overlay"] = {"file": pretrained}
-        pretrained = True
-    return timm.create_model(name, pretrained=bool(pretrained), features_only=True, in_chans=in_channels, **kwargs)
 
 
 class HiMixDecoderStage(nn.Module):
@@ -99,7 +84,7 @@ class HiMix(nn.Module):
         in_channels: image channels.
         out_channels: logit channels (1: lesion).
         backbone: timm name of the image encoder (the paper: ConvNeXt-Tiny, ``convnext_tiny``).
-        pretrained: see :func:`create_image_encoder`.
+        pretrained: see :func:`custom_nets.backbones.create_image_encoder`.
         backbone_kwargs: extra ``timm.create_model`` arguments (reduced encoders for CPU runs and tests).
         text_hidden_size: D, the text encoder's width (768 for CXR-BERT).
         text_num_layers: H, the hidden layers it returns (12 for CXR-BERT).
@@ -159,29 +144,12 @@ class HiMix(nn.Module):
             UnetOutBlock(spatial_dims, widths[0], out_channels),
         )
 
-    def _fill_missing_text(
-        self, image: torch.Tensor, text_hidden: torch.Tensor | None, text_mask: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Put the learned null token where a sample has no text (None, or an all-zero mask row)."""
-        b = image.shape[0]
-        null = self.null_text.to(image.dtype)
-        if text_hidden is None:
-            return null.expand(b, self.text_num_layers, 1, -1), torch.ones(b, 1, dtype=torch.long, device=image.device)
-        if text_mask is None:
-            text_mask = torch.ones(text_hidden.shape[:1] + text_hidden.shape[2:3], dtype=torch.long, device=image.device)
-        empty = text_mask.sum(1) == 0
-        first = torch.zeros_like(text_mask)
-        first[:, 0] = 1
-        null_hidden = torch.zeros_like(text_hidden)
-        null_hidden[:, :, 0] = null
-        text_hidden = torch.where(empty[:, None, None, None], null_hidden, text_hidden)
-        return text_hidden, torch.where(empty[:, None], first, text_mask)
-
     def forward(
         self, image: torch.Tensor, text_hidden: torch.Tensor | None = None, text_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         features = self.encoder(image)  # f_1..f_4
-        text_hidden, text_mask = self._fill_missing_text(image, text_hidden, text_mask)
+        text_hidden, text_mask = fill_missing_text(self.null_text.to(image.dtype), image.shape[0], text_hidden, text_mask,
+                                                    self.text_num_layers)
         if self.layer_fusion is not None:
             groups = self.layer_fusion(text_hidden, text_mask)  # t_1..t_M, lowest layers first
         else:
