@@ -16,6 +16,7 @@ import json
 import statistics
 import time
 from pathlib import Path
+from pydoc import locate
 
 import torch
 from monai.bundle import ConfigParser
@@ -23,6 +24,7 @@ from monai.losses import DiceCELoss
 from torch.utils.flop_counter import FlopCounterMode
 
 from custom_nets.engines import PrepareBatchWithText
+from custom_nets.losses import AuxiliaryLossSum
 from custom_nets.text import TextEncoder
 from custom_nets.text.encoder import TextEncoderUnavailableError
 
@@ -81,10 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     except TextEncoderUnavailableError as e:
         raise SystemExit(f"{e}\n(for cost figures offline pass --text-encoder random-bert-base)")
     if uses_text:
-        want = (parser.get_parsed_content("network_def#text_num_layers"), parser.get_parsed_content("network_def#text_hidden_size"))
-        if (text_encoder.num_layers, text_encoder.hidden_size) != want:
+        width = parser.get_parsed_content("network_def#text_hidden_size")
+        layers = parser.get_parsed_content("network_def#text_num_layers") if parser.get("network_def#text_num_layers") else None
+        if text_encoder.hidden_size != width or layers not in (None, text_encoder.num_layers):
             raise SystemExit(f"text encoder {text_encoder.model_name_or_path} gives {text_encoder.num_layers} layers of "
-                             f"{text_encoder.hidden_size}, the network expects {want[0]} of {want[1]}")
+                             f"{text_encoder.hidden_size}, the network expects {layers or 'any number of'} layers of {width}")
 
     total = sum(p.numel() for p in net.parameters())
     trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
@@ -110,12 +113,20 @@ def main(argv: list[str] | None = None) -> int:
     net.train()
     opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-4)
     loss_fn = DiceCELoss(sigmoid=True)
+    train_net = net
+    if parser.get("train_network_def"):  # e.g. TAMISeg: the student with its frozen teacher (training only)
+        train_net = locate(parser.get("train_network_def#_target_"))(net, parser.get_parsed_content("teacher"), parser.get_parsed_content("distill_weight")).train()
+        loss_fn = AuxiliaryLossSum(loss_fn, train_net)
+        teacher = getattr(train_net, "teacher", None)
+        if teacher is not None:
+            print(f"training wrapper {type(train_net).__name__}: frozen teacher outside the network "
+                  f"{sum(p.numel() for p in teacher.parameters()) / 1e6:.3f} M parameters, run in every training step")
 
     def train_step(text_prep: PrepareBatchWithText | None) -> None:
         """One optimiser step; ``text_prep`` encodes the batch's sentences first (passed on if the net reads text)."""
         kwargs = text_prep.encode(sentences) if text_prep is not None else {}
         opt.zero_grad()
-        loss = loss_fn(net(image, **(kwargs if uses_text else {})), label)
+        loss = loss_fn(train_net(image, **(kwargs if uses_text else {})), label)
         loss.backward()
         opt.step()
 

@@ -64,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         configs = ROOT / "bundles" / name / "configs"
         out = Path(args.out) / name
         t0 = time.time()
+        if (configs / "pretrain.json").is_file():  # a first phase whose checkpoint the training config loads
+            print(f"[{name}] phase I (log: {out / 'pretrain.log'}) ...", flush=True)
+            run(bundle_cmd("training", [configs / "train.json", configs / "pretrain.json", configs / "demo.json"], out,
+                           "--overwrite", "True", "--show_progress", "False"), out / "pretrain.log")
         print(f"[{name}] training (log: {out / 'train.log'}) ...", flush=True)
         run(bundle_cmd("training", [configs / "train.json", configs / "demo.json"], out, "--overwrite", "True",
                        "--show_progress", "False"), out / "train.log")

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     network = parser.get_parsed_content("network_def").eval()
     network.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
     g = torch.Generator().manual_seed(0)
-    length = parser.get_parsed_content("network_def#max_text_tokens")
+    length = parser.get_parsed_content("text_max_length")  # the longest sentence the text encoder gives
     extra = {name: json.dumps(ConfigParser.load_config_file(configs / name))
              for name in ("metadata.json", "inference.json") if (configs / name).is_file()}
     diffs: list[float] = []
