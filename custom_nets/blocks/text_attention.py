@@ -132,23 +132,28 @@ class TextCrossAttention(nn.Module):
     queries, text tokens the keys and values, ``Softmax((f W_q)(T W_k)^T / sqrt(d)) (T W_v)``, multi-head,
     padding masked.
 
-    Departure from Eq. 8, which writes the attention output alone: the output is added to the (layer-normed)
-    visual feature, ``ft = f + W_o Attn(LN(f), T)``. Without this residual every position would become a
-    mixture of at most L text values and lose what the image showed there.
+    Departures from Eq. 8, which writes the attention output alone: the output is added to the visual
+    feature, ``ft = f + W_o Attn(LN(f) + pos, T)``: without this residual every position would become a mixture
+    of at most L text values and lose what the image showed there. ``pos`` is a fixed 2D sine position code
+    added to the queries (as in :class:`TextGuidedAttentionLayer`): report sentences are about place ("upper
+    left lung"), and attention from content alone cannot tell where a token is.
 
     Args:
         visual_width: C of the feature map (and of the attention).
         text_width: D of the text tokens (W_k, W_v map D -> C).
         num_heads: attention heads (must divide C).
         dropout: attention dropout.
+        positional: add the 2D sine code to the queries (C must be a multiple of 4).
 
     Example:
         >>> TextCrossAttention(64, 32, 4)(torch.randn(2, 64, 8, 8), torch.randn(2, 9, 32), torch.ones(2, 9)).shape
         torch.Size([2, 64, 8, 8])
     """
 
-    def __init__(self, visual_width: int, text_width: int, num_heads: int, dropout: float = 0.0) -> None:
+    def __init__(self, visual_width: int, text_width: int, num_heads: int, dropout: float = 0.0,
+                 positional: bool = True) -> None:
         super().__init__()
+        self.positional = positional
         self.norm = nn.LayerNorm(visual_width)
         self.attn = nn.MultiheadAttention(visual_width, num_heads, dropout=dropout, kdim=text_width,
                                           vdim=text_width, batch_first=True)
@@ -157,5 +162,7 @@ class TextCrossAttention(nn.Module):
         """feature (B, C, H, W), text (B, L, D), text_mask (B, L) with 1 = token -> (B, C, H, W)."""
         b, c, h, w = feature.shape
         queries = self.norm(feature.flatten(2).transpose(1, 2))
+        if self.positional:
+            queries = queries + sinusoidal_2d(h, w, c, feature.device).to(queries.dtype)
         out, _ = self.attn(queries, text, text, key_padding_mask=text_mask == 0, need_weights=False)
         return feature + out.transpose(1, 2).reshape(b, c, h, w)

@@ -27,7 +27,8 @@ Where this departs from the paper, or fills what it leaves open:
     - phi_i is 1x1 conv (C_i -> C_i), GELU, 1x1 conv (C_i -> D) (the paper: "a lightweight MLP");
     - the teacher's patch grid (stride 16) is resized bilinearly to each stage's grid, so Eq. 7 sums over
       the student's tokens, as its N = sum_i L_i says;
-    - Eq. 8 gets a residual connection and a LayerNorm (see ``TextCrossAttention``); the text is the last
+    - Eq. 8 gets a residual connection, a LayerNorm and a 2D sine position code on the queries (see
+      ``TextCrossAttention``; without positions the demo plateaued at 0.79 validation Dice); the text is the last
       hidden layer of the frozen text encoder; missing text is a learned null token;
     - Eq. 11's "Pyramid Spatial Attention" is the CBAM-style spatial attention of the authors' ConDSeg decoder
       (``SpatialAttention``); the convolutions are conv-BN(-ReLU) as in that code;
