@@ -36,3 +36,22 @@ def run_bundle(*args: str, timeout: int = 600, cwd: Path = ROOT, launcher: list[
 def configs(bundle: str, *names: str) -> str:
     """A ``--config_file`` list of the bundle's config files."""
     return "[" + ",".join(f"'{ROOT / 'bundles' / bundle / 'configs' / n}'" for n in names) + "]"
+
+
+def write_override(tmp_path_factory, name: str, values: dict) -> Path:
+    """A config override file (JSON) in a fresh temporary folder."""
+    import json
+
+    path = tmp_path_factory.mktemp(name) / "tiny.json"
+    path.write_text(json.dumps(values))
+    return path
+
+
+def config_files(configs_dir: Path, *names: str, tiny: Path) -> str:
+    """A ``--config_file`` list: the bundle's files, then the tiny override."""
+    return "[" + ",".join(f"'{configs_dir / n}'" for n in names) + f",'{tiny}']"
+
+
+def data_args(tiny_demo) -> list[str]:
+    root, datalist = tiny_demo
+    return ["--data_root", str(root), "--datalist", str(datalist)]

@@ -4,7 +4,6 @@ A tiny override (random 4-layer text encoder, reduced ConvNeXt, 64x64) is merged
 """
 
 import csv
-import json
 import re
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import torch
 from monai.bundle import ConfigParser
 from PIL import Image
 
-from conftest import ROOT, run_bundle
+from conftest import ROOT, config_files, data_args, run_bundle, write_override
 
 pytestmark = pytest.mark.slow
 CONFIGS = ROOT / "bundles" / "himix" / "configs"
@@ -32,18 +31,11 @@ TINY = {
 
 @pytest.fixture(scope="module")
 def tiny_override(tmp_path_factory):
-    path = tmp_path_factory.mktemp("himix_cfg") / "tiny.json"
-    path.write_text(json.dumps(TINY))
-    return path
+    return write_override(tmp_path_factory, "himix_cfg", TINY)
 
 
 def files(*names, tiny):
-    return "[" + ",".join(f"'{CONFIGS / n}'" for n in names) + f",'{tiny}']"
-
-
-def data_args(tiny_demo):
-    root, datalist = tiny_demo
-    return ["--data_root", str(root), "--datalist", str(datalist)]
+    return config_files(CONFIGS, *names, tiny=tiny)
 
 
 def script(name, *args):

@@ -6,7 +6,6 @@ override.
 """
 
 import csv
-import json
 import re
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import ROOT, run_bundle
+from conftest import ROOT, config_files, data_args, run_bundle, write_override
 
 pytestmark = pytest.mark.slow
 CONFIGS = ROOT / "bundles" / "tamiseg" / "configs"
@@ -38,18 +37,11 @@ TINY = {
 
 @pytest.fixture(scope="module")
 def tiny_override(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tamiseg_cfg") / "tiny.json"
-    path.write_text(json.dumps(TINY))
-    return path
+    return write_override(tmp_path_factory, "tamiseg_cfg", TINY)
 
 
 def files(*names, tiny):
-    return "[" + ",".join(f"'{CONFIGS / n}'" for n in names) + f",'{tiny}']"
-
-
-def data_args(tiny_demo):
-    root, datalist = tiny_demo
-    return ["--data_root", str(root), "--datalist", str(datalist)]
+    return config_files(CONFIGS, *names, tiny=tiny)
 
 
 @pytest.fixture(scope="module")

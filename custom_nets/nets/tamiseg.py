@@ -62,8 +62,12 @@ def _up(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
 
 
-def create_cae_encoder(in_channels: int, backbone: str, pretrained: bool | str, backbone_kwargs: dict | None) -> nn.Module:
-    """The CAE backbone: a timm ResNet with the stem and the first three stages as features."""
+def create_cae_encoder(
+    spatial_dims: int, in_channels: int, backbone: str, pretrained: bool | str, backbone_kwargs: dict | None
+) -> nn.Module:
+    """The CAE backbone: a timm ResNet with the stem and the first three stages as features (2D only)."""
+    if spatial_dims != 2:
+        raise ValueError(f"TAMISeg is a 2D network (CT goes slice by slice); got spatial_dims={spatial_dims}")
     kwargs = {"out_indices": RESNET_STAGES, **(backbone_kwargs or {})}
     encoder = create_image_encoder(backbone, in_channels, pretrained, **kwargs)
     if len(encoder.feature_info.channels()) != 4:
@@ -104,9 +108,7 @@ class ConsistencyAwareEncoder(nn.Module):
         head_width: int = 64,
     ) -> None:
         super().__init__()
-        if spatial_dims != 2:
-            raise ValueError(f"TAMISeg is a 2D network (CT goes slice by slice); got spatial_dims={spatial_dims}")
-        self.encoder = create_cae_encoder(in_channels, backbone, pretrained, backbone_kwargs)
+        self.encoder = create_cae_encoder(spatial_dims, in_channels, backbone, pretrained, backbone_kwargs)
         widths = self.encoder.feature_info.channels()
         self.reduce = nn.ModuleList(_conv(c, head_width, 1) for c in widths)
         self.fuse = nn.Conv2d(len(widths) * head_width, out_channels, kernel_size=1)
@@ -193,9 +195,7 @@ class TAMISeg(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        if spatial_dims != 2:
-            raise ValueError(f"TAMISeg is a 2D network (CT goes slice by slice); got spatial_dims={spatial_dims}")
-        self.encoder = create_cae_encoder(in_channels, backbone, pretrained, backbone_kwargs)
+        self.encoder = create_cae_encoder(spatial_dims, in_channels, backbone, pretrained, backbone_kwargs)
         widths = self.encoder.feature_info.channels()
         self.freeze_encoder = freeze_encoder
         if freeze_encoder:
