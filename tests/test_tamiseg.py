@@ -151,7 +151,8 @@ def test_text_changes_output_null_text_and_text_off():
     assert not torch.allclose(a, b)
     assert torch.allclose(none, zero_mask, atol=1e-6)  # no text and an empty sentence: the same null text
     off = tiny_net(use_text=False).eval()
-    assert off.alignment is None and not any("alignment" in n for n, _ in off.named_parameters())
+    assert off.alignment is None and off.null_text is None
+    assert not any("alignment" in n for n, _ in off.named_parameters())
     with torch.no_grad():
         assert torch.equal(off(image, *_text(1)), off(image))  # text ignored
 

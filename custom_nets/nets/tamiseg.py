@@ -206,7 +206,8 @@ class TAMISeg(nn.Module):
         )
         # CMA: one cross-attention per scale (Eq. 8)
         self.use_text = use_text
-        self.null_text = nn.Parameter(torch.randn(text_hidden_size) * 0.02)
+        # learned null text; absent with text off (an unused parameter would also stall DDP)
+        self.null_text = nn.Parameter(torch.randn(text_hidden_size) * 0.02) if use_text else None
         self.alignment = nn.ModuleList(
             TextCrossAttention(feature_width, text_hidden_size, num_heads, dropout) for _ in widths
         ) if use_text else None
