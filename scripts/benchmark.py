@@ -16,7 +16,6 @@ import json
 import statistics
 import time
 from pathlib import Path
-from pydoc import locate
 
 import torch
 from monai.bundle import ConfigParser
@@ -24,7 +23,6 @@ from monai.losses import DiceCELoss
 from torch.utils.flop_counter import FlopCounterMode
 
 from custom_nets.engines import PrepareBatchWithText
-from custom_nets.losses import AuxiliaryLossSum
 from custom_nets.text import TextEncoder
 from custom_nets.text.encoder import TextEncoderUnavailableError
 
@@ -42,11 +40,22 @@ def median_time(fn, steps: int, warmup: int = 2) -> float:
     return statistics.median(times)
 
 
-def load_network(bundle: str, extra_configs: list[str]) -> tuple[torch.nn.Module, ConfigParser]:
+def load_config(bundle: str, extra_configs: list[str]) -> ConfigParser:
     configs = ROOT / "bundles" / bundle / "configs"
     parser = ConfigParser()
     parser.read_config([str(configs / "train.json")] + [str(configs / c) for c in extra_configs])
-    return parser.get_parsed_content("network_def"), parser
+    parser["device"] = "cpu"
+    return parser
+
+
+def load_training_parts(parser: ConfigParser) -> tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module]:
+    """(network, network the trainer runs, loss): the config's own wiring when it has a training wrapper
+    (TAMISeg: the student with its frozen teacher), else the network itself with Dice + CE."""
+    if parser.get("train_network_def"):
+        train_net = parser.get_parsed_content("train_network_def")
+        return train_net.student, train_net, parser.get_parsed_content("loss")
+    net = parser.get_parsed_content("network_def")
+    return net, net, DiceCELoss(sigmoid=True)
 
 
 def demo_sentences(n: int) -> list[str]:
@@ -69,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
-    net, parser = load_network(args.bundle, args.config)
+    parser = load_config(args.bundle, args.config)
     size = args.size or parser.get_parsed_content("image_size")[0]
     batch = args.batch or parser.get_parsed_content("batch_size")
     in_channels = parser.get_parsed_content("in_channels")
@@ -89,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"text encoder {text_encoder.model_name_or_path} gives {text_encoder.num_layers} layers of "
                              f"{text_encoder.hidden_size}, the network expects {layers or 'any number of'} layers of {width}")
 
+    net, train_net, loss_fn = load_training_parts(parser)
     total = sum(p.numel() for p in net.parameters())
     trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
     print(f"bundle {args.bundle}{''.join(' + ' + c for c in args.config)} | image {in_channels}x{size}x{size}, batch {batch}, "
@@ -112,15 +122,11 @@ def main(argv: list[str] | None = None) -> int:
 
     net.train()
     opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-4)
-    loss_fn = DiceCELoss(sigmoid=True)
-    train_net = net
-    if parser.get("train_network_def"):  # e.g. TAMISeg: the student with its frozen teacher (training only)
-        train_net = locate(parser.get("train_network_def#_target_"))(net, parser.get_parsed_content("teacher"), parser.get_parsed_content("distill_weight")).train()
-        loss_fn = AuxiliaryLossSum(loss_fn, train_net)
-        teacher = getattr(train_net, "teacher", None)
-        if teacher is not None:
-            print(f"training wrapper {type(train_net).__name__}: frozen teacher outside the network "
-                  f"{sum(p.numel() for p in teacher.parameters()) / 1e6:.3f} M parameters, run in every training step")
+    teacher = getattr(train_net, "teacher", None)
+    if teacher is not None:
+        print(f"training wrapper {type(train_net).__name__}: frozen teacher outside the network "
+              f"{sum(p.numel() for p in teacher.parameters()) / 1e6:.3f} M parameters, run in every training step")
+    train_net.train()
 
     def train_step(text_prep: PrepareBatchWithText | None) -> None:
         """One optimiser step; ``text_prep`` encodes the batch's sentences first (passed on if the net reads text)."""

@@ -35,14 +35,14 @@ class SemanticDistillation(nn.Module):
         self.weight = weight
         self.loss = SemanticDistillationLoss()
         self._pending: torch.Tensor | None = None
-        self.last_value: float | None = None  # the latest Ldistill (unweighted), for logging
+        self.last_value: torch.Tensor | None = None  # the latest Ldistill (unweighted, detached), for logging
 
     def forward(self, image: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         if not self.training or self.teacher is None:
             return self.student(image, *args, **kwargs)
         logits, features = self.student(image, *args, return_features=True, **kwargs)
         value = self.loss(features, self.teacher(image))
-        self.last_value = float(value.detach())
+        self.last_value = value.detach()  # a tensor: no device sync on the training step
         self._pending = self.weight * value
         return logits
 

@@ -39,6 +39,7 @@ Where this departs from the paper, or fills what it leaves open:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import torch
@@ -254,8 +255,6 @@ def load_encoder_weights(network: nn.Module, checkpoint: str, key: str = "model"
         FileNotFoundError: naming the path and the command that makes it.
         ValueError: when the checkpoint's encoder does not fit (different backbone or widths).
     """
-    import os
-
     if not os.path.isfile(checkpoint):
         raise FileNotFoundError(
             f"phase I checkpoint not found: {checkpoint}. Run phase I first "
