@@ -190,6 +190,11 @@ def test_cli_unknown_bundle_and_summary(tmp_path, tiny_bundle):
     assert "notes.dcm: not a readable DICOM file" in r.stdout and "series/s" in r.stdout
 
 
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Masks resized to the network's size and back move block edges by a pixel at most: compare by Dice."""
+    return 2 * (a & b).sum() / (a.sum() + b.sum())
+
+
 class Brightness(torch.nn.Module):
     """A stand-in network whose logit is the normalised image: the mask is "brighter than the slice mean"."""
 
@@ -203,7 +208,11 @@ def test_masks_land_where_the_image_is_in_every_path(tmp_path, segmenter, monkey
     from clinical_data import CT_STORAGE, DX_STORAGE, _base
     from pydicom.uid import generate_uid
 
-    monkeypatch.setattr(segmenter.network, "network", Brightness())
+    from custom_nets.inferers import ResizingSliceNetwork
+
+    # replace the wrapper on the (plain) segmenter: monkeypatch cannot restore a torch submodule
+    monkeypatch.setattr(segmenter, "network", ResizingSliceNetwork(Brightness(), segmenter.network.image_size,
+                                                                   segmenter.network.in_channels))
     picture = np.zeros((32, 48), np.uint16)  # rows x columns, bright block upper right
     picture[2:10, 30:46] = 255
     expected = picture > picture.mean()
@@ -226,11 +235,85 @@ def test_masks_land_where_the_image_is_in_every_path(tmp_path, segmenter, monkey
     manifest = run_batch(discover(tmp_path / "in"), segmenter, tmp_path / "out")
     rows = {r["kind"]: r for r in manifest.values()}
     assert all(r["status"] == "done" for r in rows.values()), manifest
-    def dice(a, b):  # resizing 48 -> 32 -> 48 columns moves block edges by a pixel at most
-        return 2 * (a & b).sum() / (a.sum() + b.sum())
-
     png = np.asarray(Image.open(tmp_path / "out" / rows["radiograph"]["outputs"][0])) > 0
     assert png.shape == expected.shape and dice(png, expected) > 0.9
     volume = np.asarray(nib.load(tmp_path / "out" / rows["ct_series"]["outputs"][0]).dataobj)
     assert all(dice(volume[:, :, k].T > 0, expected) > 0.9 for k in range(3))
     assert dice(expected[::-1], expected) == 0 and dice(expected[:, ::-1], expected) == 0  # a flip would fail
+
+
+def run_inference_config(bundle: str, overrides: list[str], source, network: torch.nn.Module, prompt: str = "") -> dict:
+    """The bundle's own inference.json as MONAI Label's app runs it: preprocessing, inferer, postprocessing
+    (without SaveImaged, which the app filters out)."""
+    from monai.transforms import Compose, SaveImaged
+
+    configs = ROOT / "bundles" / bundle / "configs"
+    parser = ConfigParser()
+    parser.read_config([str(configs / "inference.json")] + [str(configs / o) if not o.startswith("/") else o for o in overrides])
+    parser["device"] = "cpu"
+    if "prompt" in parser["displayable_configs"]:
+        parser["displayable_configs#prompt"] = prompt
+    data = parser.get_parsed_content("preprocessing")({"image": str(source)})
+    with torch.no_grad():
+        data["pred"] = parser.get_parsed_content("inferer")(data["image"][None], network)[0]
+    post = [t for t in parser.get_parsed_content("postprocessing").transforms if not isinstance(t, SaveImaged)]
+    return Compose(post)(data)
+
+
+@pytest.mark.parametrize("bundle", ["himix", "unet"])
+def test_inference_config_takes_a_volume_slice_by_slice_and_a_png_whole(tmp_path, tiny_bundle, bundle):
+    """One inference.json for both (MONAI Label's app sends whatever the studies hold): a NIfTI volume is windowed
+    and goes slice by slice (mask of the volume's shape, bright part of each slice), a PNG as before."""
+    overrides = tiny_bundle[1] if bundle == "himix" else ["demo.json"]
+    hu = np.full((48, 40, 5), -900.0, np.float32)  # (X, Y, Z)
+    hu[24:44, 4:24, :] = 40.0  # a dense block, off centre
+    nib.save(nib.Nifti1Image(hu, np.eye(4)), tmp_path / "vol.nii.gz")
+    out = run_inference_config(bundle, overrides, tmp_path / "vol.nii.gz", Brightness())
+    mask = np.asarray(out["pred"])
+    assert mask.shape == hu.shape
+    assert all(dice(mask[..., k] > 0, hu[..., k] > 0) > 0.9 for k in range(5)), [dice(mask[..., k] > 0, hu[..., k] > 0) for k in range(5)]
+    picture = np.zeros((40, 48), np.uint8)  # rows x columns
+    picture[4:24, 24:44] = 255
+    Image.fromarray(picture).save(tmp_path / "cxr.png")
+    out = run_inference_config(bundle, overrides, tmp_path / "cxr.png", Brightness())
+    mask = np.asarray(out["pred"]).T  # MONAI's (X, Y) back to rows x columns
+    assert mask.shape == picture.shape and dice(mask > 0, picture > 0) > 0.9
+
+
+class TextShiftedBrightness(Brightness):
+    """Brightness, shifted up when a sentence is given: the mask shows whether the text reached the network."""
+
+    def forward(self, image, text_hidden=None, text_mask=None):
+        return image[:, :1] + (0.5 if text_hidden is not None else 0.0)
+
+
+def test_inference_config_volume_path_matches_the_clinical_segmenter(tmp_path, tiny_bundle):
+    """The config's volume path (MONAI Label) and scripts/infer_dicom.py give the same mask, and the sentence counts."""
+    root, overrides = tiny_bundle
+    write_nifti(tmp_path / "vol.nii.gz", shape=(40, 32, 4))
+    network = TextShiftedBrightness()
+    segmenter = BundleSegmenter(HIMIX, overrides, bundle_root=str(root), slice_batch=3)
+    segmenter.network.network = network
+    config_masks = {t: np.asarray(run_inference_config("himix", overrides, tmp_path / "vol.nii.gz", network, t)["pred"])
+                    for t in (SENTENCE, "")}
+    assert np.array_equal(config_masks[SENTENCE], segmenter.segment_volume(load_nifti(tmp_path / "vol.nii.gz"), SENTENCE))
+    assert np.array_equal(config_masks[""], segmenter.segment_volume(load_nifti(tmp_path / "vol.nii.gz"), None))
+    assert not np.array_equal(config_masks[SENTENCE], config_masks[""])
+
+
+def test_volume_inputs_that_cannot_be_segmented(tmp_path):
+    from monai.inferers import SimpleInferer
+
+    from custom_nets.inferers import SliceWiseInferer
+    from custom_nets.transforms import ImageOrVolumed, ct_window_range
+
+    assert ct_window_range("-600", "1500") == (-1350.0, 150.0)  # a UI may send strings
+    with pytest.raises(ValueError, match="width must be > 0 HU, got 0.0"):
+        ct_window_range(40, 0)
+    with pytest.raises(ValueError, match="must be numbers.*'wide'"):
+        ct_window_range(40, "wide")
+    dispatch = ImageOrVolumed("image", [], [])
+    with pytest.raises(ValueError, match=r"expected a 2D image .* got shape \(1, 2, 3, 4, 5\)"):
+        dispatch({"image": torch.zeros(1, 2, 3, 4, 5)})
+    with pytest.raises(ValueError, match=r"got shape \(1, 1, 2, 3, 4, 5\)"):
+        SliceWiseInferer((8, 8), 1, SimpleInferer())(torch.zeros(1, 1, 2, 3, 4, 5), Brightness())

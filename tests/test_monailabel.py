@@ -6,6 +6,7 @@ Builds MONAI Label's own environment (``scripts/monailabel/setup_env.sh``, cache
 ``scripts/monailabel/serve.sh`` on a free port of 127.0.0.1, and stops the server afterwards.
 """
 
+import gzip
 import io
 import json
 import os
@@ -20,6 +21,7 @@ import uuid
 from email.parser import BytesParser
 from email.policy import default
 
+import nibabel as nib
 import numpy as np
 import pytest
 from PIL import Image
@@ -28,6 +30,7 @@ from conftest import ROOT, configs, run_bundle
 from custom_nets.text.prompts import replaced_zone_sentence
 
 pytestmark = [pytest.mark.slow, pytest.mark.monailabel]
+CT_AFFINE = np.diag([0.7, 0.7, 2.5, 1.0])
 
 
 def free_port() -> int:
@@ -36,8 +39,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def infer(base: str, image: str, prompt: str) -> tuple[dict, np.ndarray]:
-    """POST /infer/himix with ``params={"prompt": ...}``; the response's JSON and mask."""
+def infer(base: str, image: str, prompt: str) -> tuple[dict, np.ndarray | nib.Nifti1Image]:
+    """POST /infer/himix with ``params={"prompt": ...}``; the response's JSON and mask (PNG array or NIfTI)."""
     boundary = uuid.uuid4().hex
     body = (f'--{boundary}\r\nContent-Disposition: form-data; name="params"\r\n\r\n'
             f"{json.dumps({'prompt': prompt})}\r\n--{boundary}--\r\n").encode()
@@ -50,6 +53,8 @@ def infer(base: str, image: str, prompt: str) -> tuple[dict, np.ndarray]:
     for part in message.iter_parts():
         if part.get_param("name", header="content-disposition") == "params":
             params = json.loads(part.get_content())
+        elif (part.get_filename() or "").endswith(".nii.gz"):  # a volume comes back as NIfTI
+            mask = nib.Nifti1Image.from_bytes(gzip.decompress(part.get_payload(decode=True)))
         else:
             mask = np.asarray(Image.open(io.BytesIO(part.get_payload(decode=True))))
     return params, mask
@@ -79,6 +84,10 @@ def server(tmp_path_factory):
     for item in test_items:  # images, their labels (MONAI Label's datastore layout) and the sentences' sidecar
         (studies / os.path.basename(item["image"])).write_bytes((data / item["image"]).read_bytes())
         (studies / "labels" / "final" / os.path.basename(item["image"])).write_bytes((data / item["label"]).read_bytes())
+    # a CT volume of three axial slices, each the first test radiograph mapped back through the lung window to HU
+    picture = np.asarray(Image.open(data / test_items[0]["image"]), np.float32).T  # (X, Y) as MONAI reads the PNG
+    hu = np.repeat(picture[..., None], 3, axis=-1) / 255 * 1500 - 1350
+    nib.save(nib.Nifti1Image(np.round(hu).astype(np.int16), CT_AFFINE), studies / "ct_0000.nii.gz")
     (studies / "sentences.json").write_text(json.dumps({os.path.basename(i["image"]).split(".")[0]: i["text"] for i in test_items}))
     port = free_port()
     log = open(work / "server.log", "w")
@@ -128,6 +137,21 @@ def test_sentence_guides_the_mask(server):
     true_dice, other_dice = dice(mask > 0, truth), dice(other > 0, truth)
     print(f"MONAI Label: Dice with the true sentence {true_dice:.3f}, with '{counterfactual}' {other_dice:.3f}")
     assert true_dice > 0.6 and not np.array_equal(mask, other) and other_dice < true_dice
+
+
+def test_ct_volume_goes_slice_by_slice(server):
+    """A NIfTI volume in the studies: every axial slice through the 2D network with the one sentence; NIfTI back."""
+    base, _, data, items, proc, _ = server
+    item = items[0]
+    truth = np.asarray(Image.open(data / item["label"])) > 0  # rows x columns
+    params, volume = infer(base, "ct_0000", item["text"])
+    mask = np.asarray(volume.dataobj)
+    assert mask.shape == (256, 256, 3) and np.allclose(volume.affine, CT_AFFINE) and params["text_prompt"] == item["text"]
+    true_dice = [dice(mask[:, :, k].T > 0, truth) for k in range(3)]
+    _, other = infer(base, "ct_0000", replaced_zone_sentence(item["text"], item["distractor_zones"]))
+    other_dice = [dice(np.asarray(other.dataobj)[:, :, k].T > 0, truth) for k in range(3)]
+    print(f"MONAI Label, CT volume: Dice per slice with the true sentence {true_dice}, counterfactual {other_dice}")
+    assert min(true_dice) > 0.6 and max(other_dice) < min(true_dice) and proc.poll() is None
 
 
 @pytest.mark.parametrize("prompt", ["", "x" * 5000, "Lésion bilatérale, poumon gauche — 左肺; \u0000\u202e"])

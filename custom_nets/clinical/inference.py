@@ -3,9 +3,9 @@
 The bundle's ``inference.json`` (plus override files, e.g. ``demo.json``) gives the network, the text
 encoder, ``image_size`` and ``in_channels``; the checkpoint is ``<bundle_root>/models/model.pt``. Each slice
 is normalised as in training (per channel), resized to the training size, segmented, and the logits are
-resized back, so the mask has the source's exact grid. MONAI's ``SliceInferer`` walks the axial slices in
-batches; :class:`~custom_nets.inferers.TextInferer` encodes the study's sentence once and gives it to
-every slice.
+resized back, so the mask has the source's exact grid (:class:`~custom_nets.inferers.SliceWiseInferer`, the
+same path MONAI Label's app takes for volumes); :class:`~custom_nets.inferers.TextInferer` encodes the study's
+sentence once and gives it to every slice.
 """
 
 from __future__ import annotations
@@ -17,37 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from monai.bundle import ConfigParser
-from monai.inferers import SimpleInferer, SliceInferer
-from torch import nn
+from monai.inferers import SimpleInferer
 
 from custom_nets.clinical.io import LUNG_WINDOW, Radiograph, Volume, window
-from custom_nets.inferers import TextInferer
-
-
-class ResizingSliceNetwork(nn.Module):
-    """Wrap a 2D network: per-image channel-wise normalisation, resize to ``image_size``, predict, resize back.
-
-    Args:
-        network: the trained 2D network (``image``, optional ``text_hidden``/``text_mask``).
-        image_size: the training size (H, W) of the bundle.
-        in_channels: the network's input channels (a grey slice is repeated).
-    """
-
-    def __init__(self, network: nn.Module, image_size: Sequence[int], in_channels: int) -> None:
-        super().__init__()
-        self.network, self.image_size, self.in_channels = network, tuple(image_size), in_channels
-
-    def forward(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
-        size = x.shape[2:]
-        if x.shape[1] != self.in_channels:
-            x = x.mean(1, keepdim=True).expand(-1, self.in_channels, *size)
-        mean = x.mean(dim=(2, 3), keepdim=True)
-        std = x.std(dim=(2, 3), keepdim=True)
-        x = (x - mean) / torch.where(std > 0, std, torch.ones_like(std))  # as NormalizeIntensityd(channel_wise)
-        logits = self.network(F.interpolate(x, size=self.image_size, mode="area"), **kwargs)
-        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+from custom_nets.inferers import ResizingSliceNetwork, SliceWiseInferer, TextInferer
 
 
 class BundleSegmenter:
@@ -98,8 +72,8 @@ class BundleSegmenter:
         """A uint8 0/1 mask of the volume's shape; ``windowed=False`` for volumes already in 0..255."""
         array = window(volume.array, *self.ct_window) if windowed else volume.array.astype(np.float32)
         x = torch.from_numpy(array)[None, None].to(self.device)  # (1, 1, X, Y, Z)
-        inner = SliceInferer(roi_size=x.shape[2:4], spatial_dim=2, sw_batch_size=self.slice_batch, progress=False)
-        logits = self._inferer(inner)(x, self.network, text=text)
+        slices = SliceWiseInferer(self.network.image_size, self.network.in_channels, slice_batch=self.slice_batch)
+        logits = self._inferer(slices)(x, self.network.network, text=text)
         return (logits[0, 0] > 0).to(torch.uint8).cpu().numpy()  # sigmoid(logit) > 0.5
 
     @torch.no_grad()

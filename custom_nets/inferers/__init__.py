@@ -1,3 +1,4 @@
+from .slice_inferer import ResizingSliceNetwork, SliceWiseInferer
 from .text_inferer import TextInferer
 
-__all__ = ["TextInferer"]
+__all__ = ["ResizingSliceNetwork", "SliceWiseInferer", "TextInferer"]
