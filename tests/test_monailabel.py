@@ -39,11 +39,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def infer(base: str, image: str, prompt: str) -> tuple[dict, np.ndarray | nib.Nifti1Image]:
+def infer(base: str, image: str, prompt: str, **options) -> tuple[dict, np.ndarray | nib.Nifti1Image]:
     """POST /infer/himix with ``params={"prompt": ...}``; the response's JSON and mask (PNG array or NIfTI)."""
     boundary = uuid.uuid4().hex
     body = (f'--{boundary}\r\nContent-Disposition: form-data; name="params"\r\n\r\n'
-            f"{json.dumps({'prompt': prompt})}\r\n--{boundary}--\r\n").encode()
+            f"{json.dumps({'prompt': prompt, **options})}\r\n--{boundary}--\r\n").encode()
     request = urllib.request.Request(f"{base}/infer/himix?image={image}&output=all", data=body, method="POST",
                                      headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
     with urllib.request.urlopen(request, timeout=300) as r:
@@ -93,7 +93,7 @@ def server(tmp_path_factory):
     log = open(work / "server.log", "w")
     proc = subprocess.Popen(["bash", str(ROOT / "scripts/monailabel/serve.sh"), "himix", str(work / "bundle"), str(studies),
                              str(port)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, "APPS": str(work / "apps")})
+                            env={**os.environ, "APPS": str(work / "apps"), "PYTHONUNBUFFERED": "1"})
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 300
@@ -150,8 +150,23 @@ def test_ct_volume_goes_slice_by_slice(server):
     true_dice = [dice(mask[:, :, k].T > 0, truth) for k in range(3)]
     _, other = infer(base, "ct_0000", replaced_zone_sentence(item["text"], item["distractor_zones"]))
     other_dice = [dice(np.asarray(other.dataobj)[:, :, k].T > 0, truth) for k in range(3)]
-    print(f"MONAI Label, CT volume: Dice per slice with the true sentence {true_dice}, counterfactual {other_dice}")
+    print(f"MONAI Label, CT volume: Dice per slice with the true sentence {np.round(true_dice, 3).tolist()}, "
+          f"counterfactual {np.round(other_dice, 3).tolist()}")
     assert min(true_dice) > 0.6 and max(other_dice) < min(true_dice) and proc.poll() is None
+
+
+def test_bad_ct_window_is_refused_with_its_reason(server):
+    """MONAI Label answers any failed request with a bare HTTP 500; the reason goes to the server's log."""
+    base, _, _, items, proc, work = server
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        infer(base, "ct_0000", items[0]["text"], ct_window_width=0)
+    assert refused.value.code == 500
+    deadline = time.time() + 20  # the server's output reaches the log file in blocks
+    while "CT window width must be > 0 HU, got 0.0" not in (work / "server.log").read_text():
+        assert time.time() < deadline, (work / "server.log").read_text()[-3000:]
+        time.sleep(1)
+    params, volume = infer(base, "ct_0000", items[0]["text"], ct_window_centre="40", ct_window_width="400")  # as a UI sends
+    assert volume.shape == (256, 256, 3) and proc.poll() is None
 
 
 @pytest.mark.parametrize("prompt", ["", "x" * 5000, "Lésion bilatérale, poumon gauche — 左肺; \u0000\u202e"])
