@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from custom_nets.data.demo import make_case, write_demo_dataset
+from custom_nets.data.demo import make_case, write_demo_dataset, write_demo_volume
 from custom_nets.text import parse_zones
 
 
@@ -68,3 +68,20 @@ def test_existing_output_not_overwritten(tmp_path):
     assert [p.name for p in tmp_path.iterdir() if ".partial-" in p.name] == []
     write_demo_dataset(tmp_path / "d", tmp_path / "d.json", seed=0, n_train=2, n_val=1, n_test=1, size=32, overwrite=True)
     assert not marker.exists() and Image.open(tmp_path / "d" / "images" / "train_0000.png").size == (32, 32)
+
+
+def test_demo_volume_windows_back_to_the_picture(tmp_path, tiny_demo):
+    import nibabel as nib
+
+    from custom_nets.clinical import window
+
+    data_root, datalist = tiny_demo
+    image = data_root / json.loads(datalist.read_text())["test"][0]["image"]
+    path = write_demo_volume(image, tmp_path / "ct.nii.gz", slices=2)
+    volume = nib.load(path)
+    picture = np.asarray(Image.open(image).convert("L"), np.float32).T
+    assert volume.shape == (*picture.shape, 2) and np.allclose(volume.header.get_zooms(), (0.7, 0.7, 2.5))
+    assert np.abs(window(np.asarray(volume.dataobj, np.float32))[..., 1] - picture).max() <= 0.5  # int16 HU rounding
+    with pytest.raises(FileExistsError, match="not replaced"):
+        write_demo_volume(image, path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ct.nii.gz"]  # no temporary file left

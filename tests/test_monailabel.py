@@ -30,7 +30,7 @@ from conftest import ROOT, configs, run_bundle
 from custom_nets.text.prompts import replaced_zone_sentence
 
 pytestmark = [pytest.mark.slow, pytest.mark.monailabel]
-CT_AFFINE = np.diag([0.7, 0.7, 2.5, 1.0])
+CT_AFFINE = np.diag([0.7, 0.7, 2.5, 1.0])  # scripts/make_demo_volume.py's spacing
 
 
 def free_port() -> int:
@@ -85,9 +85,9 @@ def server(tmp_path_factory):
         (studies / os.path.basename(item["image"])).write_bytes((data / item["image"]).read_bytes())
         (studies / "labels" / "final" / os.path.basename(item["image"])).write_bytes((data / item["label"]).read_bytes())
     # a CT volume of three axial slices, each the first test radiograph mapped back through the lung window to HU
-    picture = np.asarray(Image.open(data / test_items[0]["image"]), np.float32).T  # (X, Y) as MONAI reads the PNG
-    hu = np.repeat(picture[..., None], 3, axis=-1) / 255 * 1500 - 1350
-    nib.save(nib.Nifti1Image(np.round(hu).astype(np.int16), CT_AFFINE), studies / "ct_0000.nii.gz")
+    r = subprocess.run([sys.executable, str(ROOT / "scripts/make_demo_volume.py"), str(data / test_items[0]["image"]),
+                        str(studies / "ct_0000.nii.gz")], cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert r.returncode == 0 and "wrote" in r.stdout, r.stdout
     (studies / "sentences.json").write_text(json.dumps({os.path.basename(i["image"]).split(".")[0]: i["text"] for i in test_items}))
     port = free_port()
     log = open(work / "server.log", "w")

@@ -173,3 +173,28 @@ def write_demo_dataset(
         f.write(text)
     os.replace(tmp_name, datalist_path)
     return datalist
+
+
+def write_demo_volume(image: str | os.PathLike, output: str | os.PathLike, slices: int = 3,
+                      spacing: tuple[float, float, float] = (0.7, 0.7, 2.5), overwrite: bool = False) -> Path:
+    """A CT-like NIfTI volume from a demo radiograph, to try the volume path (MONAI Label, ``infer_dicom.py``).
+
+    Every axial slice is the picture (as MONAI reads a PNG: first axis = column), mapped back through the lung
+    window to HU, so the volume path's windowing gives the picture again; the mask of each slice is the
+    picture's mask. Written under a temporary name, then renamed; an existing file is kept unless ``overwrite``.
+    """
+    import nibabel as nib
+
+    from custom_nets.engines.outputs import write_atomically
+    from custom_nets.transforms.dispatch import ct_window_range
+
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise FileExistsError(f"{output} exists; not replaced (--overwrite replaces it)")
+    if slices < 1:
+        raise ValueError(f"slices must be >= 1, got {slices}")
+    picture = np.asarray(Image.open(image).convert("L"), np.float32).T  # (X, Y)
+    low, high = ct_window_range(-600, 1500)
+    hu = np.round(np.repeat(picture[..., None], slices, axis=-1) / 255.0 * (high - low) + low).astype(np.int16)
+    volume = nib.Nifti1Image(hu, np.diag([*spacing, 1.0]))
+    return write_atomically(output, lambda tmp: nib.save(volume, tmp))
