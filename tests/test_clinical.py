@@ -260,11 +260,14 @@ def run_inference_config(bundle: str, overrides: list[str], source, network: tor
     return Compose(post)(data)
 
 
-@pytest.mark.parametrize("bundle", ["himix", "unet"])
+@pytest.mark.parametrize("bundle", ["himix", "tamiseg", "unet"])
 def test_inference_config_takes_a_volume_slice_by_slice_and_a_png_whole(tmp_path, tiny_bundle, bundle):
     """One inference.json for both (MONAI Label's app sends whatever the studies hold): a NIfTI volume is windowed
     and goes slice by slice (mask of the volume's shape, bright part of each slice), a PNG as before."""
     overrides = tiny_bundle[1] if bundle == "himix" else ["demo.json"]
+    if bundle == "tamiseg":  # the stand-in network needs only the tiny text encoder
+        (tmp_path / "tiny.json").write_text(json.dumps({"image_size": [32, 32], "text_encoder_id": "tiny-random-bert"}))
+        overrides.append(str(tmp_path / "tiny.json"))
     hu = np.full((48, 40, 5), -900.0, np.float32)  # (X, Y, Z)
     hu[24:44, 4:24, :] = 40.0  # a dense block, off centre
     nib.save(nib.Nifti1Image(hu, np.eye(4)), tmp_path / "vol.nii.gz")
@@ -313,6 +316,8 @@ def test_volume_inputs_that_cannot_be_segmented(tmp_path):
     with pytest.raises(ValueError, match="must be numbers.*'wide'"):
         ct_window_range(40, "wide")
     dispatch = ImageOrVolumed("image", [], [])
+    with pytest.raises(KeyError, match="Key `image` of transform `ImageOrVolumed` was missing"):
+        dispatch({"label": torch.zeros(1, 8, 8)})
     with pytest.raises(ValueError, match=r"expected a 2D image .* got shape \(1, 2, 3, 4, 5\)"):
         dispatch({"image": torch.zeros(1, 2, 3, 4, 5)})
     with pytest.raises(ValueError, match=r"got shape \(1, 1, 2, 3, 4, 5\)"):

@@ -44,8 +44,11 @@ class ImageOrVolumed(MapTransform, InvertibleTransform):
         as_compose = lambda t: t if isinstance(t, Compose) else Compose(list(t))  # noqa: E731
         self.branches = {2: as_compose(image_transforms), 3: as_compose(volume_transforms)}
 
-    def _branch(self, data: Mapping[Hashable, Any]) -> Compose:
-        key = self.first_key(data)
+    def _branch(self, data: Mapping[Hashable, Any]) -> Compose | None:
+        present = list(self.key_iterator(data))  # a missing key raises KeyError unless allow_missing_keys
+        if not present:
+            return None
+        key = present[0]
         image = data[key]
         spatial_dims = image.ndim - 1  # channel first
         if spatial_dims not in self.branches:
@@ -55,10 +58,11 @@ class ImageOrVolumed(MapTransform, InvertibleTransform):
         return self.branches[spatial_dims]
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict:
-        return self._branch(data)(dict(data))
+        branch = self._branch(data)
+        return dict(data) if branch is None else branch(dict(data))
 
     def inverse(self, data: Mapping[Hashable, Any]) -> dict:
         branch = self._branch(data)
-        if not any(isinstance(t, InvertibleTransform) for t in branch.flatten().transforms):
+        if branch is None or not any(isinstance(t, InvertibleTransform) for t in branch.flatten().transforms):
             return dict(data)
         return branch.inverse(dict(data))
