@@ -185,6 +185,7 @@ def write_demo_volume(image: str | os.PathLike, output: str | os.PathLike, slice
     """
     import nibabel as nib
 
+    from custom_nets.clinical.io import LUNG_WINDOW
     from custom_nets.engines.outputs import write_atomically
     from custom_nets.transforms.dispatch import ct_window_range
 
@@ -194,7 +195,7 @@ def write_demo_volume(image: str | os.PathLike, output: str | os.PathLike, slice
     if slices < 1:
         raise ValueError(f"slices must be >= 1, got {slices}")
     picture = np.asarray(Image.open(image).convert("L"), np.float32).T  # (X, Y)
-    low, high = ct_window_range(-600, 1500)
+    low, high = ct_window_range(*LUNG_WINDOW)
     hu = np.round(np.repeat(picture[..., None], slices, axis=-1) / 255.0 * (high - low) + low).astype(np.int16)
     volume = nib.Nifti1Image(hu, np.diag([*spacing, 1.0]))
     return write_atomically(output, lambda tmp: nib.save(volume, tmp))
