@@ -1,5 +1,5 @@
-"""MONAI Label integration: the stock ``monaibundle`` app serves a trained demo HiMix, unchanged, with the sentence
-as the ``prompt`` request parameter.
+"""MONAI Label integration: the project's app (MONAI Label's stock bundle tasks, with checked requests) serves a
+trained demo HiMix, unchanged, with the sentence as the ``prompt`` request parameter; a client's values are data.
 
 Builds MONAI Label's own environment (``scripts/monailabel/setup_env.sh``, cached in ``.venv-monailabel``; about
 4 minutes the first time), makes demo data, trains HiMix for 10 epochs with ``demo.json``, serves it with
@@ -39,7 +39,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def infer(base: str, image: str, prompt: str, **options) -> tuple[dict, np.ndarray | nib.Nifti1Image]:
+def infer(base: str, image: str, prompt, **options) -> tuple[dict, np.ndarray | nib.Nifti1Image]:
     """POST /infer/himix with ``params={"prompt": ...}``; the response's JSON and mask (PNG array or NIfTI)."""
     boundary = uuid.uuid4().hex
     body = (f'--{boundary}\r\nContent-Disposition: form-data; name="params"\r\n\r\n'
@@ -155,18 +155,61 @@ def test_ct_volume_goes_slice_by_slice(server):
     assert min(true_dice) > 0.6 and max(other_dice) < min(true_dice) and proc.poll() is None
 
 
+def refused(base: str, image: str, prompt, **options) -> str:
+    """The request must be answered 422 (a client error, not a crash); its reason."""
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        infer(base, image, prompt, **options)
+    assert answer.value.code == 422, answer.value.read()[:500]
+    return json.loads(answer.value.read())["detail"]
+
+
 def test_bad_ct_window_is_refused_with_its_reason(server):
-    """MONAI Label answers any failed request with a bare HTTP 500; the reason goes to the server's log."""
     base, _, _, items, proc, work = server
-    with pytest.raises(urllib.error.HTTPError) as refused:
-        infer(base, "ct_0000", items[0]["text"], ct_window_width=0)
-    assert refused.value.code == 500
-    deadline = time.time() + 20  # the server's output reaches the log file in blocks
-    while "CT window width must be > 0 HU, got 0.0" not in (work / "server.log").read_text():
-        assert time.time() < deadline, (work / "server.log").read_text()[-3000:]
-        time.sleep(1)
+    assert refused(base, "ct_0000", items[0]["text"], ct_window_width=0) == "CT window width must be > 0 HU, got 0.0"
+    assert "ct_window_centre must be a finite number" in refused(base, "ct_0000", items[0]["text"], ct_window_centre="nan")
     params, volume = infer(base, "ct_0000", items[0]["text"], ct_window_centre="40", ct_window_width="400")  # as a UI sends
     assert volume.shape == (256, 256, 3) and proc.poll() is None
+
+
+def test_request_values_are_data_never_code(server, tmp_path):
+    """The attacks of the hardening issue: code, references, macros, objects and paths sent as request values."""
+    base, _, _, items, proc, work = server
+    image = os.path.splitext(os.path.basename(items[1]["image"]))[0]
+    owned = tmp_path / "owned"
+    code = f"$__import__('pathlib').Path('{owned}').touch() or 'owned'"
+    assert "prompt must be plain text, not MONAI config syntax" in refused(base, image, code)
+    assert "ct_window_centre must be a number" in refused(base, "ct_0000", items[0]["text"], ct_window_centre=code)
+    assert "prompt must be a string, got dict" in refused(base, image, {"_target_": "os.makedirs", "name": str(owned)})
+    assert "device must be one of" in refused(base, image, items[1]["text"], device=code)
+    secret = work / "secret.json"
+    secret.write_text(json.dumps({"key": "the secret value"}))
+    for reference in (f"%{secret}#key", "@text_encoder_id", "left lung @#text_encoder_id"):
+        assert "the secret value" not in refused(base, image, reference)
+    elsewhere = work / "elsewhere" / "model.pt"
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes((work / "apps" / "textseg" / "model" / "himix" / "models" / "model.pt").read_bytes())
+    detail = refused(base, image, items[1]["text"], model_filename=os.path.relpath(elsewhere, work / "apps" / "textseg" / "model" / "himix" / "models"))
+    assert detail.startswith("model_filename must be one of ['model.pt']")
+    time.sleep(1)
+    assert not owned.exists() and proc.poll() is None
+    params, mask = infer(base, image, items[1]["text"], model_filename="model.pt", device="cpu")  # the server's own values
+    assert params["text_prompt"] == items[1]["text"] and mask.shape == (256, 256)
+
+
+def test_cors_answers_no_foreign_origin(server):
+    """serve.sh limits CORS to the server's own origin: a page elsewhere gets no Access-Control-Allow-Origin."""
+    base, *_ = server
+    for origin in ("http://evil.example", "null"):
+        request = urllib.request.Request(f"{base}/infer/himix?image=x", method="OPTIONS", headers={
+            "Origin": origin, "Access-Control-Request-Method": "POST"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as r:
+                headers = r.headers
+        except urllib.error.HTTPError as e:  # Starlette answers a refused preflight with 400
+            headers = e.headers
+        assert headers.get("Access-Control-Allow-Origin") is None, dict(headers)
+        with urllib.request.urlopen(urllib.request.Request(f"{base}/info/", headers={"Origin": origin}), timeout=30) as r:
+            assert r.headers.get("Access-Control-Allow-Origin") is None and r.headers.get("Access-Control-Allow-Credentials") is None
 
 
 @pytest.mark.parametrize("prompt", ["", "x" * 5000, "Lésion bilatérale, poumon gauche — 左肺; \u0000\u202e"])
@@ -181,7 +224,7 @@ def test_bad_prompts_get_an_answer(server, prompt):
 def test_training_from_monailabel_reads_the_sidecar_sentences(server):
     """BundleTrainTask's datalist has image and label only; SidecarTextd adds each sentence from sentences.json."""
     base, _, _, _, proc, work = server
-    model = work / "apps" / "monaibundle" / "model" / "himix" / "models" / "model.pt"
+    model = work / "apps" / "textseg" / "model" / "himix" / "models" / "model.pt"
     before = model.read_bytes()
     request = urllib.request.Request(f"{base}/train/himix?run_sync=true", method="POST",
                                      data=json.dumps({"max_epochs": 1, "val_split": 0.5}).encode(),
@@ -191,3 +234,27 @@ def test_training_from_monailabel_reads_the_sidecar_sentences(server):
     log = (work / "server.log").read_text()
     assert "Total Records for Training: 1" in log and "val_mean_dice" in log, log[-3000:]
     assert model.read_bytes() != before and proc.poll() is None  # the served model was fine-tuned in place
+
+
+def test_training_request_values_are_data(server, tmp_path):
+    """A training request's values reach the bundle config too (max_epochs, run_id, options): checked, never run."""
+    base, _, _, _, proc, work = server
+    owned = tmp_path / "owned_by_training"
+    model = work / "apps" / "textseg" / "model" / "himix" / "models" / "model.pt"
+    before = model.read_bytes()
+    for values in ({"max_epochs": f"$__import__('pathlib').Path('{owned}').touch() or 1"}, {"run_id": "initialize"},
+                   {"max_epochs": 1, "tracking": "mlflow", "tracking_uri": f"file://{owned}"}):
+        request = urllib.request.Request(f"{base}/train/himix?run_sync=true", method="POST", data=json.dumps(values).encode(),
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=600) as r:
+                r.read()
+        except urllib.error.HTTPError:
+            pass  # MONAI Label runs training in a subprocess: a refusal may come back as any failure
+    deadline = time.time() + 20
+    while "request refused: max_epochs must be a number" not in (work / "server.log").read_text():
+        assert time.time() < deadline, (work / "server.log").read_text()[-3000:]
+        time.sleep(1)
+    log = (work / "server.log").read_text()
+    assert "request refused: run_id must be one of" in log and "request refused: experiment tracking is off" in log
+    assert not owned.exists() and model.read_bytes() == before and proc.poll() is None

@@ -10,6 +10,7 @@ sentence once and gives it to every slice.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -22,6 +23,15 @@ from monai.inferers import SimpleInferer
 
 from custom_nets.clinical.io import LUNG_WINDOW, Radiograph, Volume, window
 from custom_nets.inferers import ResizingSliceNetwork, SliceWiseInferer, TextInferer
+from custom_nets.transforms.dispatch import ct_window_range
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class BundleSegmenter:
@@ -35,6 +45,10 @@ class BundleSegmenter:
         ct_window: (centre, width) in HU applied to CT before the network's normalisation.
         slice_batch: slices per forward pass.
         device: torch device.
+
+    Bad settings (a window that is not finite or has width <= 0, ``slice_batch`` < 1, a missing file, a checkpoint
+    that does not fit the network) raise ValueError or FileNotFoundError naming the value or file, before any work.
+    :attr:`made_with` records what makes a mask (bundle, version, checkpoint and config hashes, window), for resuming.
     """
 
     def __init__(self, bundle: str | os.PathLike, config_overrides: Sequence[str] = (), bundle_root: str | None = None,
@@ -48,8 +62,13 @@ class BundleSegmenter:
         missing = [str(f) for f in files if not f.is_file()]
         if missing:
             raise FileNotFoundError(f"config file(s) not found: {missing}")
+        ct_window_range(*ct_window)  # finite, width > 0: a NaN window would give empty masks without a word
+        if isinstance(slice_batch, bool) or not isinstance(slice_batch, int) or slice_batch < 1:
+            raise ValueError(f"slice batch must be a whole number >= 1, got {slice_batch!r}")
         parser = ConfigParser()
         parser.read_config([str(f) for f in files])
+        # what the bundle's settings are, the device aside (it changes no mask beyond rounding)
+        config_digest = hashlib.sha256(json.dumps(parser.get(), sort_keys=True, default=str).encode()).hexdigest()
         parser["device"] = str(device)
         checkpoint = Path(checkpoint or Path(bundle_root or bundle) / "models" / "model.pt")
         if not checkpoint.is_file():
@@ -58,11 +77,20 @@ class BundleSegmenter:
         self.name, self.version = bundle.name, str(meta.get("version", "0"))
         self.device = torch.device(device)
         network = parser.get_parsed_content("network_def").to(self.device).eval()
-        network.load_state_dict(torch.load(checkpoint, map_location=self.device, weights_only=True))
+        try:
+            state = torch.load(checkpoint, map_location=self.device, weights_only=True)
+            network.load_state_dict(state)
+        except Exception as e:  # noqa: BLE001 - unpickling and shape errors alike: the file does not fit
+            reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+            raise ValueError(f"checkpoint {checkpoint} does not fit the {bundle.name} network built from "
+                             f"{[f.name for f in files]} ({type(e).__name__}: {reason}); was it trained with other "
+                             "config overrides (--config)?") from None
         self.network = ResizingSliceNetwork(network, parser.get_parsed_content("image_size"),
                                             parser.get_parsed_content("in_channels")).eval()
         self.text_encoder = parser.get_parsed_content("text_encoder") if parser.get("text_encoder") else None
-        self.ct_window, self.slice_batch = ct_window, slice_batch
+        self.ct_window, self.slice_batch = tuple(float(v) for v in ct_window), slice_batch
+        self.made_with = {"bundle": self.name, "version": self.version, "checkpoint_sha256": file_sha256(checkpoint),
+                          "config_sha256": config_digest, "ct_window": list(self.ct_window)}
 
     def _inferer(self, inner) -> TextInferer:
         return TextInferer(self.text_encoder, inner)

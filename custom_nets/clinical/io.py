@@ -4,7 +4,8 @@ Array conventions match the training PNGs as MONAI loads them (first spatial axi
     - a volume is ``(X, Y, Z)`` with a 4x4 RAS ``affine`` (NIfTI convention); axial slices are ``[:, :, k]``;
     - a radiograph is ``(X, Y)`` = the transposed ``pixel_array``, scaled to 0..255 like a PNG.
 A DICOM series is sorted by the slices' positions along the slice normal, and its geometry is checked
-(one orientation and size, even spacing: a missing slice is an error, not a silent gap).
+(one orientation and size, even spacing: a missing slice is an error, not a silent gap; a tilted, sheared stack
+is refused).
 """
 
 from __future__ import annotations
@@ -100,7 +101,8 @@ def load_dicom_series(files: Sequence[str | os.PathLike], modalities: Sequence[s
     Checks, each with the file or series in its message: every file is DICOM with pixel data; all belong to
     one series (``SeriesInstanceUID``); the modality is in ``modalities``; one orientation, one size, one
     pixel spacing and frame of reference; positions along the slice normal evenly spaced (within ``spacing_tolerance`` of the
-    median step), so a missing slice or a duplicate position is an error.
+    median step), so a missing slice or a duplicate position is an error; slice origins on one line along the
+    normal (within half a pixel), so a gantry-tilted, sheared stack is an error rather than a misplaced volume.
     """
     import pydicom
 
@@ -131,8 +133,22 @@ def load_dicom_series(files: Sequence[str | os.PathLike], modalities: Sequence[s
     frames_of_reference = {str(getattr(h, "FrameOfReferenceUID", "")) for h in headers}
     if len(frames_of_reference) > 1:
         raise ClinicalInputError(f"series {uid}: {len(frames_of_reference)} frames of reference in one series")
-    positions = np.array([np.dot(np.array(h.ImagePositionPatient, dtype=float), normal) for h in headers])
+    origins = np.array([np.array(h.ImagePositionPatient, dtype=float) for h in headers])
+    positions = origins @ normal
     order = np.argsort(positions)
+    # a tilted gantry (or any sheared stack) moves the slice origins within the slice plane: the NIfTI affine,
+    # whose third column is the slice normal, would then place the slices up to that drift off; refuse
+    drift = origins[order] - origins[order[0]]
+    in_plane = np.linalg.norm(drift - np.outer(drift @ normal, normal), axis=1)
+    half_pixel = 0.5 * min(float(v) for v in headers[0].PixelSpacing)
+    if in_plane.max(initial=0.0) > half_pixel:
+        k = int(np.argmax(in_plane))
+        along = abs(float(drift[k] @ normal)) or 1.0
+        raise ClinicalInputError(
+            f"series {uid}: slice origins shift {in_plane[k]:.1f} mm within the slice plane over {along:.1f} mm "
+            f"(a tilt of {np.degrees(np.arctan2(in_plane[k], along)):.1f} degrees: gantry tilt?); a tilted stack is "
+            "refused, since its slices are not where an orthogonal grid puts them. Resample it to an orthogonal grid "
+            "first (e.g. 3D Slicer's or dcm2niix's gantry-tilt correction).")
     steps = np.diff(positions[order])
     if len(paths) > 1:
         step = float(np.median(steps))

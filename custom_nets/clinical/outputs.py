@@ -6,6 +6,7 @@ either no file or the complete one.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -58,6 +59,14 @@ def save_dicom_seg(mask: np.ndarray, source_datasets: Sequence, path: str | os.P
         algorithm_identification=hd.AlgorithmIdentificationSequence(
             name=f"textseg-bundles {algorithm}", version=version, family=codes.cid7162.ArtificialIntelligence),
     )
+    source_datasets = list(source_datasets)
+    if mask.ndim == 2 and "PixelSpacing" in source_datasets[0]:
+        # a projection radiograph has no slice thickness; highdicom would copy its PixelSpacing into a Pixel
+        # Measures group without one, which highdicom's own reader then refuses. The SEG is pixel-aligned with
+        # its source, which keeps the spacing; nothing is invented for it
+        source = copy.deepcopy(source_datasets[0])
+        del source.PixelSpacing
+        source_datasets = [source]
     seg = hd.seg.Segmentation(
         source_images=list(source_datasets),
         pixel_array=pixel_array,

@@ -1,5 +1,5 @@
 from .encoder import TextEncoder, TextEncoderUnavailableError, TextFeatureCache
-from .prompts import LEVELS, SIDES, ZONES, parse_zones, swap_laterality, zone_sentence
+from .prompts import LEVELS, SIDES, ZONES, clean_sentence, parse_zones, swap_laterality, zone_sentence
 
 __all__ = [
     "TextEncoder",
@@ -8,6 +8,7 @@ __all__ = [
     "LEVELS",
     "SIDES",
     "ZONES",
+    "clean_sentence",
     "parse_zones",
     "swap_laterality",
     "zone_sentence",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import re
+import unicodedata
 from collections.abc import Sequence
 
 LEVELS = ("upper", "middle", "lower")
@@ -19,6 +20,25 @@ NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six")
 
 _LATERALITY = re.compile(r"\b(left|right)\b", flags=re.IGNORECASE)
 _ZONE = re.compile(r"\b(upper|middle|lower)\s+(left|right)\b", flags=re.IGNORECASE)
+
+
+def clean_sentence(text: object) -> str:
+    """A sentence as the text encoder should see it: Unicode NFC, format and control characters (zero-width
+    spaces, byte-order marks, direction marks, NUL) removed, runs of white space made one space, ends stripped.
+
+    Empty afterwards means no sentence. Anything but a string is a TypeError naming its type and value.
+
+    Example:
+        >>> clean_sentence("  Upper\u200b left\tlung. ")
+        'Upper left lung.'
+        >>> clean_sentence("\u200b\u200b")
+        ''
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"a sentence must be a string, got {type(text).__name__} {text!r}")
+    text = unicodedata.normalize("NFC", text)
+    text = "".join(" " if ch.isspace() else ch for ch in text if ch.isspace() or unicodedata.category(ch)[0] != "C")
+    return " ".join(text.split())
 
 
 def _match_case(word: str, template: str) -> str:

@@ -1,10 +1,11 @@
 #!/usr/bin/env python
-"""Place trained bundles into MONAI Label's stock ``monaibundle`` app (run with MONAI Label's environment).
+"""Place a trained bundle into the project's MONAI Label app (run with MONAI Label's environment).
 
-    .venv-monailabel/bin/python scripts/monailabel/prepare_app.py --app runs/monailabel/apps/monaibundle \
+    .venv-monailabel/bin/python scripts/monailabel/prepare_app.py --app runs/monailabel/apps/textseg \
         --bundle himix --bundle-root runs/demo/himix --config demo.json
 
-The stock app reads ``model/<name>/configs/inference.json`` (and ``train.json`` for training) and ``model/<name>/models/model.pt``.
+The app (``scripts/monailabel/app``, MONAI Label's stock bundle tasks with checked requests) reads
+``model/<name>/configs/inference.json`` (and ``train.json`` for training) and ``model/<name>/models/model.pt``.
 This writes the bundle's ``inference.json`` and ``train.json`` with the override files merged in (MONAI Label
 reads one file each), its ``metadata.json``, and copies the checkpoint; all under a temporary name, then renamed. An existing
 ``model/<name>`` is replaced only with ``--overwrite``.
@@ -26,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--app", required=True, help="the monaibundle app folder")
+    p.add_argument("--app", required=True, help="the MONAI Label app folder (a copy of scripts/monailabel/app)")
     p.add_argument("--bundle", required=True, help="bundle name under bundles/")
     p.add_argument("--bundle-root", required=True, help="where the trained models/model.pt is")
     p.add_argument("--config", nargs="*", default=[], help="override files merged on inference.json")
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     configs = ROOT / "bundles" / args.bundle / "configs"
     checkpoint = Path(args.bundle_root) / "models" / "model.pt"
     app = Path(args.app)
-    for path, what in ((configs / "inference.json", "bundle config"), (checkpoint, "checkpoint"), (app / "main.py", "monaibundle app")):
+    for path, what in ((configs / "inference.json", "bundle config"), (checkpoint, "checkpoint"), (app / "main.py", "MONAI Label app")):
         if not path.is_file():
             sys.exit(f"{what} not found: {path}")
     target = app / "model" / args.bundle

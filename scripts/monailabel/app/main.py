@@ -1,0 +1,59 @@
+"""textseg-bundles' MONAI Label app: the stock ``monaibundle`` app's bundles, served with checked requests.
+
+Started by ``scripts/monailabel/serve.sh``, which copies this folder to ``runs/monailabel/apps/textseg`` and places
+the trained bundles in its ``model/`` folder (``scripts/monailabel/prepare_app.py``). Each bundle named by
+``--conf models a,b`` gets a :class:`lib.tasks.TextBundleInferTask` and (unless ``--conf skip_trainers true``) a
+:class:`lib.tasks.TextBundleTrainTask`: MONAI Label's own bundle tasks, with every request value checked before
+the bundle config sees it (see ``docs/monailabel.md``). No model zoo, SAM or scoring: nothing is fetched.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import monailabel
+from lib.tasks import TextBundleInferTask, TextBundleTrainTask
+from monailabel.interfaces.app import MONAILabelApp
+from monailabel.tasks.activelearning.first import First
+from monailabel.tasks.activelearning.random import Random
+from monailabel.utils.others.generic import strtobool
+
+logger = logging.getLogger(__name__)
+
+
+class TextSegApp(MONAILabelApp):
+    def __init__(self, app_dir, studies, conf):
+        model_dir = os.path.join(app_dir, "model")
+        names = [m.strip() for m in conf.get("models", "").split(",") if m.strip()]
+        missing = [n for n in names if not os.path.isdir(os.path.join(model_dir, n))]
+        if not names or missing:
+            raise ValueError(f"--conf models must name bundles placed in {model_dir} (scripts/monailabel/prepare_app.py); "
+                             f"got {conf.get('models')!r}, not found: {missing}")
+        self.models = {n: os.path.join(model_dir, n) for n in names}
+        super().__init__(app_dir=app_dir, studies=studies, conf=conf, name="textseg-bundles",
+                         description="Text-guided segmentation bundles; the report sentence is the model's prompt",
+                         version=monailabel.__version__)
+
+    def init_infers(self):
+        infers = {}
+        for name, path in self.models.items():
+            task = TextBundleInferTask(path, self.conf)
+            if task.is_valid():
+                logger.info(f"+++ Adding Inferer:: {name} => {path}")
+                infers[name] = task
+        return infers
+
+    def init_trainers(self):
+        if strtobool(self.conf.get("skip_trainers", "false")):
+            return {}
+        trainers = {}
+        for name, path in self.models.items():
+            task = TextBundleTrainTask(path, self.conf)
+            if task.is_valid():
+                logger.info(f"+++ Adding Trainer:: {name} => {path}")
+                trainers[name] = task
+        return trainers
+
+    def init_strategies(self):
+        return {"random": Random(), "first": First()}
