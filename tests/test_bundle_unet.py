@@ -56,7 +56,9 @@ def test_evaluate_reports_all_metrics(trained, tiny_demo):
     assert r.returncode == 0, r.stdout[-3000:]
     with open(bundle_root / "eval" / "metrics.csv") as f:
         metrics = {k: float(v) for k, v in csv.reader(f)}
-    assert set(metrics) == {"dice_mean", "iou_mean", "dice_pooled", "iou_pooled", "hd95", "assd"}
+    per_image = ("dice_mean", "iou_mean", "hd95", "assd")
+    assert set(metrics) == {"dice_pooled", "iou_pooled", *per_image, *(f"{m}_{n}" for m in per_image for n in ("counted", "empty_gt"))}
+    assert all(metrics[f"{m}_counted"] == 4 and metrics[f"{m}_empty_gt"] == 0 for m in per_image)  # every test mask has a lesion
     assert 0 <= metrics["dice_mean"] <= 1 and 0 <= metrics["iou_pooled"] <= 1
     with open(bundle_root / "eval" / "dice_mean_raw.csv") as f:
         rows = list(csv.DictReader(f))

@@ -187,6 +187,17 @@ def test_empty_sentence(tmp_path):
     _fails(tmp_path, root, r"Train_text\.xlsx, row 3: empty sentence for 'mask_covid_Train_1\.png'")
 
 
+def test_sentence_cell_that_is_a_number(tmp_path):
+    root = lvit_tree(tmp_path / "d", rows=lambda f, keys: [(k, 5 if j == 1 else SENTENCE.format("left")) for j, k in enumerate(keys)])
+    message = _fails(tmp_path, root, r"Train_text\.xlsx, row 3: the sentence for 'mask_covid_Train_1\.png' is not text but int\d* 5")
+    assert "empty" not in message
+
+
+def test_zero_width_sentence_is_empty(tmp_path):
+    root = lvit_tree(tmp_path / "d", rows=lambda f, keys: [(k, "\u200b \u200b" if j == 2 else SENTENCE.format("left")) for j, k in enumerate(keys)])
+    _fails(tmp_path, root, r"Train_text\.xlsx, row 4: empty sentence for 'mask_covid_Train_2\.png'")
+
+
 def test_mask_of_wrong_size(tmp_path):
     root = lvit_tree(tmp_path / "d")
     _pair(root / "Val_Folder" / "img" / "covid_Val_1.png", root / "Val_Folder" / "labelcol" / "mask_covid_Val_1.png", 1, mask_size=(16, 32))

@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image
 
 from custom_nets.engines.outputs import write_atomically
-from custom_nets.text.prompts import NUMBER_WORDS
+from custom_nets.text.prompts import NUMBER_WORDS, clean_sentence
 from custom_nets.transforms.mask import binarize
 
 SPLITS = ("training", "validation", "test")
@@ -120,8 +120,10 @@ def check_same_size(image: Path, mask: Path) -> None:
 def read_text_table(path: Path) -> dict[str, str]:
     """Key (column ``Image``) -> sentence (column ``Description``) of an LViT xlsx or a CSV.
 
-    Raises :class:`ConversionError` naming the file and the row (as a spreadsheet shows it: header = row 1)
-    for a missing column, an empty sentence or a key given twice with different sentences.
+    Sentences are cleaned by :func:`~custom_nets.text.clean_sentence`. Raises :class:`ConversionError` naming
+    the file and the row (as a spreadsheet shows it: header = row 1) for a missing column, an empty sentence
+    (white space, control and zero-width characters only), a cell that is not text (a number) or a key given
+    twice with different sentences.
     """
     import pandas as pd
 
@@ -141,9 +143,12 @@ def read_text_table(path: Path) -> dict[str, str]:
         if not isinstance(key, str) or not key.strip():
             raise ConversionError(f"{path}, row {row}: empty 'Image' key")
         key = key.strip()
-        if not isinstance(sentence, str) or not sentence.strip():
+        if not isinstance(sentence, str) and not pd.isna(sentence):
+            raise ConversionError(f"{path}, row {row}: the sentence for '{key}' is not text but "
+                                  f"{type(sentence).__name__} {sentence!r}")
+        sentence = clean_sentence(sentence) if isinstance(sentence, str) else ""
+        if not sentence:
             raise ConversionError(f"{path}, row {row}: empty sentence for '{key}'")
-        sentence = " ".join(sentence.split())
         if key in text and text[key] != sentence:
             raise ConversionError(f"{path}, rows {rows[key]} and {row}: '{key}' has two different sentences: "
                                   f"{text[key]!r} and {sentence!r}")

@@ -8,27 +8,40 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 from monai.data import load_decathlon_datalist
 
-_PIL_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+from custom_nets.text.prompts import clean_sentence
 
 
 class DatalistError(ValueError):
-    """A datalist entry is missing a key, names a file that is absent or unreadable, or has an empty sentence."""
+    """A datalist entry is missing a key, names a file that is absent, unreadable or outside the data root, or
+    has a sentence that is empty or not a string."""
 
 
-def _check_pil_image(path: str) -> str | None:
-    """Decode the file fully (PIL's ``verify`` misses truncated pixel data); the error text or None."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            im.load()
-    except Exception as e:  # noqa: BLE001 - any decoder failure means an unreadable image
-        return f"unreadable image ({type(e).__name__}: {e})"
+def _sentence_problem(text: object) -> str | None:
+    """Why ``text`` is not a usable sentence (see :func:`~custom_nets.text.clean_sentence`), or None."""
+    if not isinstance(text, str):
+        return f"sentence in key 'text' is not a string but {type(text).__name__} {text!r}"
+    if not clean_sentence(text):
+        return f"empty sentence in key 'text' ({text!r}; white space, control and zero-width characters only)"
     return None
+
+
+def _outside(path: str, root: str) -> bool:
+    """Whether ``path`` lies outside the folder ``root`` (lexically, after making both absolute and normal)."""
+    path, root = os.path.abspath(path), os.path.abspath(root)
+    return os.path.commonpath([path, root]) != root
+
+
+def _decode(loader, path: str) -> tuple[tuple[int, ...] | None, str | None]:
+    """Decode ``path`` with the reader MONAI's ``LoadImage`` picks; (spatial shape, None) or (None, error text)."""
+    try:
+        image = loader(path)
+    except Exception as e:  # noqa: BLE001 - any reader failure means MONAI cannot load the file for training
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        return None, f"unreadable image: no MONAI reader decodes it ({type(e).__name__}: {first})"
+    return tuple(image.shape[1:]), None
 
 
 def check_datalist(
@@ -37,37 +50,62 @@ def check_datalist(
     file_keys: Sequence[str] = ("image", "label"),
     source: str = "datalist",
     verify_images: bool = False,
+    data_root: str | os.PathLike | None = None,
+    allow_outside_data_root: bool = False,
 ) -> None:
     """Check every item at once and raise a :class:`DatalistError` listing all problems found.
 
     Args:
         items: datalist entries with absolute paths (as :func:`load_datalist` gives them).
-        keys: keys every item must have. ``text`` must be a non-empty string.
+        keys: keys every item must have. ``text`` must be a string that is not empty once white space, control
+            and zero-width characters are removed (:func:`~custom_nets.text.clean_sentence`).
         file_keys: keys whose values are files that must exist.
         source: name of the datalist (file and split) used in messages.
-        verify_images: also decode PNG/JPG/TIFF files, to catch corrupt or truncated ones at start-up.
+        verify_images: also decode every file of ``file_keys`` with MONAI's ``LoadImage`` (the readers the
+            bundles' ``LoadImaged`` uses: PIL, ITK, NIfTI, DICOM, ...), whatever its suffix, to catch corrupt,
+            truncated or non-image files at start-up, and check that an item's files have the same spatial size.
+        data_root: the folder the datalist's paths are relative to; unless ``allow_outside_data_root``, a file
+            outside it is a problem. None: not checked.
+        allow_outside_data_root: accept files outside ``data_root`` (e.g. ``../x.png`` or an absolute path).
     """
     if len(items) == 0:
         raise DatalistError(f"{source}: the split holds no items.")
+    loader = None
+    if verify_images:
+        from monai.transforms import LoadImage
+
+        loader = LoadImage(image_only=True, ensure_channel_first=True)
     problems = []
     for i, item in enumerate(items):
         where = f"{source}[{i}]"
         for key in keys:
             if key not in item:
                 problems.append(f"{where}: missing key '{key}' (has {sorted(item)})")
-        text = item.get("text")
-        if "text" in keys and "text" in item and (not isinstance(text, str) or not text.strip()):
-            problems.append(f"{where}: empty sentence in key 'text' (image {item.get('image')!r})")
+        if "text" in keys and "text" in item:
+            problem = _sentence_problem(item["text"])
+            if problem:
+                problems.append(f"{where}: {problem} (image {item.get('image')!r})")
+        shapes = {}
         for key in file_keys:
             if key not in item:
                 continue
             path = item[key]
-            if not os.path.isfile(path):
+            if data_root is not None and not allow_outside_data_root and _outside(path, data_root):
+                problems.append(
+                    f"{where}: file of key '{key}' is outside the data root {os.path.abspath(data_root)}: {path} "
+                    "(set allow_outside_data_root to True, e.g. --allow_outside_data_root True, to allow it)"
+                )
+            elif not os.path.isfile(path):
                 problems.append(f"{where}: file of key '{key}' not found: {path}")
-            elif verify_images and Path(path).suffix.lower() in _PIL_SUFFIXES:
-                error = _check_pil_image(path)
+            elif loader is not None:
+                shape, error = _decode(loader, path)
                 if error:
                     problems.append(f"{where}: {key} {path}: {error}")
+                else:
+                    shapes[key] = shape
+        if len(set(shapes.values())) > 1:
+            detail = ", ".join(f"{k} {item[k]} has size {s}" for k, s in shapes.items())
+            problems.append(f"{where}: image/mask size mismatch: {detail}")
     if problems:
         shown = problems[:50]
         more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
@@ -82,6 +120,7 @@ def load_datalist(
     file_keys: Sequence[str] = ("image", "label"),
     verify_images: bool = False,
     max_items: int | None = None,
+    allow_outside_data_root: bool = False,
 ) -> list[dict]:
     """Read one split of a decathlon-style datalist, make ``image``/``label`` paths absolute and check it.
 
@@ -91,8 +130,11 @@ def load_datalist(
         split: ``training``, ``validation`` or ``test``.
         keys: keys every item must have (see :func:`check_datalist`).
         file_keys: keys naming files that must exist.
-        verify_images: decode every 2D image once to catch corrupt files at start-up.
+        verify_images: decode every file once with MONAI's readers to catch corrupt or non-image files, and
+            image/mask size mismatches, at start-up.
         max_items: keep only the first ``max_items`` items (quick runs); None keeps all.
+        allow_outside_data_root: accept paths that lead out of ``data_root`` (``../x.png``, absolute paths);
+            by default they are problems, so a datalist cannot reach files elsewhere unasked.
 
     Example:
         >>> items = load_datalist("datalists/demo.json", "data/demo", "validation")  # doctest: +SKIP
@@ -108,5 +150,6 @@ def load_datalist(
         raise DatalistError(f"{datalist}: {e}") from e
     if max_items is not None:
         items = items[: int(max_items)]
-    check_datalist(items, keys, file_keys, source=f"{datalist} ['{split}']", verify_images=verify_images)
+    check_datalist(items, keys, file_keys, source=f"{datalist} ['{split}']", verify_images=verify_images,
+                   data_root=data_root, allow_outside_data_root=allow_outside_data_root)
     return items

