@@ -86,6 +86,11 @@ def test_nifti_names_alike_in_other_folders_get_their_own_outputs(tmp_path, segm
     assert all(r["status"] == "done" for r in manifest.values()) and len(set(outputs)) == 4
     assert {r["source"] for r in manifest.values()} == {str(tmp_path / "in" / n) for n in
                                                          ("a/scan.nii.gz", "b/scan.nii.gz", "ct.v1.nii.gz", "ct.v2.nii.gz")}
+    # sentences by relative path; the bare name would be ambiguous
+    keyed = {"a/scan.nii.gz": SENTENCE, "b/scan.nii.gz": OTHER, "ct.v1.nii.gz": SENTENCE, "ct.v2.nii.gz": OTHER}
+    assert check_sentences(jobs, keyed, None) == ([], [])
+    with pytest.raises(ValueError, match=r"sentence uid 'scan.nii.gz' names 2 NIfTI files \(a/scan.nii.gz, b/scan.nii.gz\)"):
+        check_sentences(jobs, {"scan.nii.gz": SENTENCE}, None)
 
 
 @pytest.mark.parametrize("content,message", [

@@ -81,6 +81,8 @@ def test_demo_volume_windows_back_to_the_picture(tmp_path, tiny_demo):
     volume = nib.load(path)
     picture = np.asarray(Image.open(image).convert("L"), np.float32).T
     assert volume.shape == (*picture.shape, 2) and np.allclose(volume.header.get_zooms(), (0.7, 0.7, 2.5))
+    # the picture's right side is the patient's left: columns run toward the patient's left, rows toward the back
+    assert nib.aff2axcodes(volume.affine) == ("L", "P", "S")
     assert np.abs(window(np.asarray(volume.dataobj, np.float32))[..., 1] - picture).max() <= 0.5  # int16 HU rounding
     with pytest.raises(FileExistsError, match="not replaced"):
         write_demo_volume(image, path)

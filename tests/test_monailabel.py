@@ -30,7 +30,7 @@ from conftest import ROOT, configs, run_bundle
 from custom_nets.text.prompts import replaced_zone_sentence
 
 pytestmark = [pytest.mark.slow, pytest.mark.monailabel]
-CT_AFFINE = np.diag([0.7, 0.7, 2.5, 1.0])  # scripts/make_demo_volume.py's spacing
+CT_AFFINE = np.diag([-0.7, -0.7, 2.5, 1.0])  # scripts/make_demo_volume.py: columns toward the patient's left (L, P, S)
 
 
 def free_port() -> int:
@@ -196,20 +196,43 @@ def test_request_values_are_data_never_code(server, tmp_path):
     assert params["text_prompt"] == items[1]["text"] and mask.shape == (256, 256)
 
 
-def test_cors_answers_no_foreign_origin(server):
+def test_stored_names_are_never_paths(server):
+    """A label uploaded with a tag (or an image with an id) that is a path is refused; nothing lands outside."""
+    base, _, data, items, proc, work = server
+    image = os.path.splitext(os.path.basename(items[0]["image"]))[0]
+    label = (data / items[0]["label"]).read_bytes()
+    for path, field in ((f"/datastore/label?image={image}&tag=..%2F..%2F..%2Fescaped_tag", "label"),
+                        ("/datastore/image?image=..%2F..%2Fescaped_image", "file")):
+        boundary = uuid.uuid4().hex
+        body = (f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="x.png"\r\n'
+                f"Content-Type: image/png\r\n\r\n").encode() + label + f"\r\n--{boundary}--\r\n".encode()
+        request = urllib.request.Request(base + path, data=body, method="PUT",
+                                         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(request, timeout=60)
+        assert answer.value.code == 422 and "must be a name of letters, digits" in answer.value.read().decode()
+    assert not [p for p in work.rglob("*escaped*")] and proc.poll() is None
+
+
+def test_cors_answers_only_the_named_origin(server):
     """serve.sh limits CORS to the server's own origin: a page elsewhere gets no Access-Control-Allow-Origin."""
     base, *_ = server
-    for origin in ("http://evil.example", "null"):
-        request = urllib.request.Request(f"{base}/infer/himix?image=x", method="OPTIONS", headers={
-            "Origin": origin, "Access-Control-Request-Method": "POST"})
+
+    def cors_headers(origin: str, method: str = "OPTIONS"):
+        headers = {"Origin": origin} | ({"Access-Control-Request-Method": "POST"} if method == "OPTIONS" else {})
+        url = f"{base}/infer/himix?image=x" if method == "OPTIONS" else f"{base}/info/"
         try:
-            with urllib.request.urlopen(request, timeout=30) as r:
-                headers = r.headers
+            with urllib.request.urlopen(urllib.request.Request(url, method=method, headers=headers), timeout=30) as r:
+                return r.headers
         except urllib.error.HTTPError as e:  # Starlette answers a refused preflight with 400
-            headers = e.headers
-        assert headers.get("Access-Control-Allow-Origin") is None, dict(headers)
-        with urllib.request.urlopen(urllib.request.Request(f"{base}/info/", headers={"Origin": origin}), timeout=30) as r:
-            assert r.headers.get("Access-Control-Allow-Origin") is None and r.headers.get("Access-Control-Allow-Credentials") is None
+            return e.headers
+
+    for origin in ("http://evil.example", "null", base + ".evil.example"):
+        for method in ("OPTIONS", "GET"):
+            headers = cors_headers(origin, method)
+            assert headers.get("Access-Control-Allow-Origin") is None, (origin, method, dict(headers))
+            assert headers.get("Access-Control-Allow-Credentials") is None
+    assert cors_headers(base).get("Access-Control-Allow-Origin") == base  # the named origin (serve.sh's default)
 
 
 @pytest.mark.parametrize("prompt", ["", "x" * 5000, "Lésion bilatérale, poumon gauche — 左肺; \u0000\u202e"])

@@ -114,3 +114,25 @@ def test_sidecar_text_for_items_without_a_sentence(tmp_path):
         t({"image": str(tmp_path / "case3.png")})
     with pytest.raises(FileNotFoundError, match="sidecar .*sentences.json not found"):
         t({"image": str(tmp_path / "sub" / "case1.png")})
+
+
+def test_sentences_are_cleaned_wherever_they_enter(tmp_path):
+    """Zero-width and control characters: the inferer, the recorded prompt and the sidecar treat them as no text."""
+    import json as _json
+
+    from custom_nets.inferers import TextInferer
+    from custom_nets.transforms import RecordTextd, SidecarTextd
+
+    inferer = TextInferer(None)
+    assert inferer.sentences(2, "\u200b \u202e") == [None, None]
+    assert inferer.sentences(1, ["  Upper\u200b left lung.\u0000 "]) == ["Upper left lung."]
+    assert RecordTextd(prompt="\u200b")({"text": "\u200b"})["result"] == {"text_prompt": "", "null_text": True}
+    (tmp_path / "sentences.json").write_text(_json.dumps({"a": "\u200b", "b": " Lower\u200b right lung. ", "c": 5}))
+    sidecar = SidecarTextd()
+    with pytest.raises(ValueError, match=r"sentence of 'c' is not a string but int 5"):
+        sidecar({"image": str(tmp_path / "b.png")})
+    (tmp_path / "sentences.json").write_text(_json.dumps({"a": "\u200b", "b": " Lower\u200b right lung. "}))
+    sidecar = SidecarTextd()
+    assert sidecar({"image": str(tmp_path / "b.png")})["text"] == "Lower right lung."
+    with pytest.raises(KeyError, match="no sentence for image id 'a'"):
+        sidecar({"image": str(tmp_path / "a.png")})

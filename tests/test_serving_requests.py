@@ -30,6 +30,7 @@ def infer(**values):
     "left lung @#text_encoder_id",
     "upper::left",
     "rib #2 fracture",  # MONAI would turn it into "rib ::2 fracture"
+    "\u200b\u202e$__import__('os').getpid()",  # invisible characters first: removed, then checked
 ])
 def test_config_syntax_in_a_prompt_is_refused(prompt):
     with pytest.raises(RequestError, match="prompt must be plain text, not MONAI config syntax"):
@@ -112,3 +113,12 @@ def test_training_requests():
     with pytest.raises(RequestError, match="prompt must be plain text"):
         clean_train_request({**base, "prompt": "@text_encoder_id"}, DISPLAYABLE, MODELS, DEVICES)
     json.dumps(out)  # still a JSON-able request
+
+
+@pytest.mark.parametrize("name", ["../../elsewhere", "a/b", "..", ".", "", "x" * 129, "final\n", ["final"]])
+def test_stored_names_are_never_paths(name):
+    from custom_nets.serving import safe_name
+
+    with pytest.raises(RequestError, match="label_tag must be a name of letters, digits"):
+        safe_name("label_tag", name)
+    assert safe_name("image", "test_0000.v2") == "test_0000.v2"

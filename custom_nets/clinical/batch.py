@@ -52,6 +52,7 @@ class Job:
     study_uid: str = ""
     series_uid: str = ""
     error: str = ""  # set for "invalid" jobs: found but not segmentable
+    relative_path: str = ""  # the input's path relative to the input folder (NIfTI: a sentence key)
 
 
 @dataclass
@@ -80,7 +81,8 @@ def discover(input_dir: str | os.PathLike) -> list[Job]:
     def file_id(prefix: str, path: Path) -> str:  # unique per path relative to the input folder
         return f"{prefix}_{safe_component(path.relative_to(root).as_posix())}"
 
-    jobs = [Job(file_id("nifti", p), "nifti", [str(p)]) for p in files if _is_nifti(p)]
+    jobs = [Job(file_id("nifti", p), "nifti", [str(p)], relative_path=p.relative_to(root).as_posix())
+            for p in files if _is_nifti(p)]
     series, errors = group_series(p for p in files if not _is_nifti(p))
     for uid, members in list(series.items()):
         if not is_dicom_uid(uid):  # a corrupt header or a hostile one: never a folder name
@@ -154,17 +156,31 @@ def read_sentences(csv_path: str | os.PathLike) -> dict[str, str]:
 
 
 def _sentence_keys(job: Job) -> list[str]:
-    return [k for k in (job.series_uid, job.study_uid) if k] + ([Path(job.files[0]).name] if job.kind == "nifti" else [])
+    nifti = [job.relative_path, Path(job.files[0]).name] if job.kind == "nifti" else []
+    return [k for k in (job.series_uid, job.study_uid, *nifti) if k]
 
 
 def sentence_for(job: Job, sentences: dict[str, str], default: str | None) -> str:
-    """Series UID first, then study UID, then the NIfTI file name, then ``default``."""
+    """Series UID first, then study UID, then the NIfTI path relative to the input folder, then its file name,
+    then ``default``."""
     return next((sentences[k] for k in _sentence_keys(job) if k in sentences), default or "")
 
 
 def check_sentences(jobs: list[Job], sentences: dict[str, str], default: str | None) -> tuple[list[Job], list[str]]:
-    """Before any work: the segmentable jobs that would run without a sentence, and the sentence uids that match no job."""
+    """Before any work: the segmentable jobs that would run without a sentence, and the sentence uids that match no job.
+
+    A bare NIfTI file name that names files in several folders is a ValueError: give their relative paths.
+    """
     runnable = [j for j in jobs if j.kind != "invalid"]
+    by_name: dict[str, list[str]] = {}
+    for j in runnable:
+        if j.kind == "nifti":
+            by_name.setdefault(Path(j.files[0]).name, []).append(j.relative_path)
+    ambiguous = {name: paths for name, paths in by_name.items() if len(paths) > 1 and name in sentences}
+    if ambiguous:
+        name, paths = next(iter(ambiguous.items()))
+        raise ValueError(f"sentence uid {name!r} names {len(paths)} NIfTI files ({', '.join(paths)}); use their paths "
+                         "relative to --input as uids")
     missing = [j for j in runnable if not sentence_for(j, sentences, default)]
     used = {k for j in jobs for k in _sentence_keys(j)}
     return missing, sorted(set(sentences) - used)

@@ -19,11 +19,16 @@ from pathlib import Path
 import numpy as np
 import torch
 from monai.bundle import ConfigParser
+from monai.data import MetaTensor
 from monai.inferers import SimpleInferer
 
-from custom_nets.clinical.io import LUNG_WINDOW, Radiograph, Volume, window
+from custom_nets.clinical.io import LUNG_WINDOW, ClinicalInputError, Radiograph, Volume, window
 from custom_nets.inferers import ResizingSliceNetwork, SliceWiseInferer, TextInferer
 from custom_nets.transforms.dispatch import ct_window_range
+from custom_nets.transforms.orientation import NetworkOrientationd, radiograph_to_network
+
+#: DICOM ViewPosition values of lateral chest projections
+LATERAL_VIEWS = ("LL", "RL", "LLD", "RLD", "LAT")
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -97,16 +102,42 @@ class BundleSegmenter:
 
     @torch.no_grad()
     def segment_volume(self, volume: Volume, text: str | None = None, windowed: bool = True) -> np.ndarray:
-        """A uint8 0/1 mask of the volume's shape; ``windowed=False`` for volumes already in 0..255."""
+        """A uint8 0/1 mask of the volume's shape, on its grid; ``windowed=False`` for volumes already in 0..255.
+
+        The volume goes to the network in the networks' orientation (:class:`~custom_nets.transforms.NetworkOrientationd`,
+        from its affine), and the mask comes back onto the stored grid; an oblique or non-axial volume is refused.
+        """
         array = window(volume.array, *self.ct_window) if windowed else volume.array.astype(np.float32)
-        x = torch.from_numpy(array)[None, None].to(self.device)  # (1, 1, X, Y, Z)
+        orient = NetworkOrientationd("image")
+        image = MetaTensor(torch.from_numpy(array)[None], affine=torch.as_tensor(volume.affine, dtype=torch.float64),
+                           meta={"filename_or_obj": volume.source})
+        try:
+            oriented = orient({"image": image})["image"]
+        except ValueError as e:
+            raise ClinicalInputError(str(e)) from None
         slices = SliceWiseInferer(self.network.image_size, self.network.in_channels, slice_batch=self.slice_batch)
-        logits = self._inferer(slices)(x, self.network.network, text=text)
-        return (logits[0, 0] > 0).to(torch.uint8).cpu().numpy()  # sigmoid(logit) > 0.5
+        logits = self._inferer(slices)(oriented.as_tensor()[None].to(self.device), self.network.network, text=text)
+        pred = MetaTensor((logits[0] > 0).to(torch.uint8).cpu(), affine=oriented.affine,  # sigmoid(logit) > 0.5
+                          applied_operations=list(oriented.applied_operations))
+        mask = orient.inverse({"image": pred})["image"]
+        return mask.as_tensor()[0].numpy().astype(np.uint8)
 
     @torch.no_grad()
     def segment_radiograph(self, image: Radiograph, text: str | None = None) -> np.ndarray:
-        """A uint8 0/1 mask (X, Y) of the radiograph's shape."""
-        x = torch.from_numpy(image.array)[None, None].to(self.device)
+        """A uint8 0/1 mask (X, Y) of the radiograph's stored pixels.
+
+        A DICOM radiograph goes to the network displayed as the networks saw radiographs (its PatientOrientation
+        read, :func:`~custom_nets.transforms.radiograph_to_network`); a lateral or oblique one is refused.
+        """
+        orientation = getattr(image.dataset, "PatientOrientation", None) if image.dataset is not None else None
+        view = str(getattr(image.dataset, "ViewPosition", "") or "").upper() if image.dataset is not None else ""
+        if view in LATERAL_VIEWS:
+            raise ClinicalInputError(f"{image.source}: ViewPosition {view} is a lateral view; the networks read frontal "
+                                     "chest radiographs")
+        try:
+            array, back = radiograph_to_network(image.array, orientation, image.source)
+        except ValueError as e:
+            raise ClinicalInputError(str(e)) from None
+        x = torch.from_numpy(array)[None, None].to(self.device)
         logits = self._inferer(SimpleInferer())(x, self.network, text=text)
-        return (logits[0, 0] > 0).to(torch.uint8).cpu().numpy()
+        return np.ascontiguousarray(back((logits[0, 0] > 0).to(torch.uint8).cpu().numpy()))

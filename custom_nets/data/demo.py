@@ -181,7 +181,10 @@ def write_demo_volume(image: str | os.PathLike, output: str | os.PathLike, slice
 
     Every axial slice is the picture (as MONAI reads a PNG: first axis = column), mapped back through the lung
     window to HU, so the volume path's windowing gives the picture again; the mask of each slice is the
-    picture's mask. Written under a temporary name, then renamed; an existing file is kept unless ``overwrite``.
+    picture's mask. The picture shows the patient's left on its right, and an axial slice is displayed the same
+    way, so the affine says so: columns run toward the patient's left, rows toward the back (axis codes L, P, S;
+    RAS diagonal ``(-spacing, -spacing, +spacing)``), and a viewer shows the lesions on their true side.
+    Written under a temporary name, then renamed; an existing file is kept unless ``overwrite``.
     """
     import nibabel as nib
 
@@ -197,5 +200,5 @@ def write_demo_volume(image: str | os.PathLike, output: str | os.PathLike, slice
     picture = np.asarray(Image.open(image).convert("L"), np.float32).T  # (X, Y)
     low, high = ct_window_range(*LUNG_WINDOW)
     hu = np.round(np.repeat(picture[..., None], slices, axis=-1) / 255.0 * (high - low) + low).astype(np.int16)
-    volume = nib.Nifti1Image(hu, np.diag([*spacing, 1.0]))
+    volume = nib.Nifti1Image(hu, np.diag([-spacing[0], -spacing[1], spacing[2], 1.0]))  # L, P, S
     return write_atomically(output, lambda tmp: nib.save(volume, tmp))

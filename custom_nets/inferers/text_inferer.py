@@ -17,6 +17,7 @@ import torch
 from monai.inferers import Inferer, SimpleInferer
 
 from custom_nets.text.encoder import TextEncoder
+from custom_nets.text.prompts import clean_sentence
 
 
 class TextInferer(Inferer):
@@ -40,14 +41,14 @@ class TextInferer(Inferer):
         self.prompt = prompt
 
     def sentences(self, batch_size: int, text: str | Sequence[str] | None) -> list[str | None]:
-        """One sentence (or None) per image; a single string is shared by the batch."""
+        """One sentence (or None: no text) per image, cleaned (:func:`~custom_nets.text.clean_sentence`); a single
+        string is shared by the batch."""
         text = self.prompt if text is None else text
         if text is None or isinstance(text, str):
-            sentence = text.strip() if isinstance(text, str) else ""
-            return [sentence or None] * batch_size
+            return [clean_sentence(text or "") or None] * batch_size
         if len(text) != batch_size:
             raise ValueError(f"{len(text)} sentences for a batch of {batch_size} images")
-        return [s.strip() or None if isinstance(s, str) else None for s in text]
+        return [clean_sentence(s) or None if isinstance(s, str) else None for s in text]
 
     def __call__(  # type: ignore[override]
         self,

@@ -19,6 +19,7 @@ MONAI Label's tasks do not write them into the config (see ``scripts/monailabel/
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -31,6 +32,9 @@ CONFIG_PREFIXES = ("$", "@", "%")
 CONFIG_MARKERS = ("#", "::")
 MAX_TEXT_LENGTH = 10_000
 WINDOW_KEYS = ("ct_window_centre", "ct_window_width")
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 class RequestError(ValueError):
@@ -59,6 +63,19 @@ def literal_text(key: str, value: Any, max_length: int = MAX_TEXT_LENGTH) -> str
     if value.lstrip().startswith(CONFIG_PREFIXES) or any(m in value for m in CONFIG_MARKERS):
         raise RequestError(f"{key} must be plain text, not MONAI config syntax (it may not start with '$', '@' or '%', "
                            f"nor contain '#' or '::'); got {_shown(value)}")
+    return value
+
+
+def safe_name(key: str, value: Any) -> str:
+    """A name a client gives to something stored (an image id, a label tag): letters, digits, ``.``, ``_``, ``-``,
+    starting with a letter or digit, at most 128 characters; so never a path (``/``) nor ``..`` alone.
+
+    Example:
+        >>> safe_name("label_tag", "final")
+        'final'
+    """
+    if not isinstance(value, str) or not _NAME.fullmatch(value) or value.strip(".") == "":
+        raise RequestError(f"{key} must be a name of letters, digits, '.', '_' and '-' (no path), got {_shown(value)}")
     return value
 
 
@@ -99,21 +116,18 @@ def _like_default(key: str, value: Any, default: Any) -> Any:
         number = _number(key, value)
         return int(number) if isinstance(default, int) and number.is_integer() else number
     if isinstance(default, str) or default is None:
-        return literal_text(key, value)
+        # cleaned first (control and zero-width characters out), so nothing hides config syntax from the check
+        return literal_text(key, clean_sentence(value) if isinstance(value, str) else value)
     raise RequestError(f"{key}: the bundle declares a {type(default).__name__} option, which requests may not set")
 
 
 def clean_displayable(request: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
     """The bundle's displayable options (``displayable_configs``) from a request, each a literal of its default's type.
 
-    A missing key takes its default. ``prompt`` is cleaned as a sentence (control and zero-width characters out,
-    white space folded); a CT window must be finite and sane (:func:`~custom_nets.transforms.ct_window_range`).
+    A missing key takes its default. Text (the prompt) is cleaned as a sentence (control and zero-width characters
+    out, white space folded) before it is checked; a CT window must be finite and sane (:func:`~custom_nets.transforms.ct_window_range`).
     """
-    out = {}
-    for key, default in defaults.items():
-        out[key] = _like_default(key, request.get(key, default), default)
-    if isinstance(out.get("prompt"), str):
-        out["prompt"] = clean_sentence(out["prompt"])
+    out = {key: _like_default(key, request.get(key, default), default) for key, default in defaults.items()}
     if all(k in out for k in WINDOW_KEYS):
         try:
             ct_window_range(out["ct_window_centre"], out["ct_window_width"])

@@ -10,7 +10,7 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, RandFlipd, Transform
 
-from custom_nets.text.prompts import swap_laterality
+from custom_nets.text.prompts import clean_sentence, swap_laterality
 
 
 class RandFlipWithTextd(RandFlipd):
@@ -136,9 +136,10 @@ class RecordTextd(Transform):
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         d = dict(data)
         text = d.get(self.text_key)
-        sentence = text if isinstance(text, str) and text.strip() else (self.prompt or "")
+        sentence = clean_sentence(text) if isinstance(text, str) else ""
+        sentence = sentence or clean_sentence(self.prompt or "")  # as TextInferer chooses
         result = dict(d.get(self.result_key) or {})
-        result.update({"text_prompt": sentence.strip(), "null_text": not sentence.strip()})
+        result.update({"text_prompt": sentence, "null_text": not sentence})
         d[self.result_key] = result
         return d
 
@@ -170,20 +171,24 @@ class SidecarTextd(Transform):
                 table = json.load(f)
             if not isinstance(table, dict):
                 raise ValueError(f"{path}: expected a JSON object {{image id: sentence}}")
-            self._tables[folder] = {str(k): str(v) for k, v in table.items()}
+            wrong = {k: v for k, v in table.items() if not isinstance(v, str)}
+            if wrong:
+                key, value = next(iter(wrong.items()))
+                raise ValueError(f"{path}: the sentence of '{key}' is not a string but {type(value).__name__} {value!r}")
+            self._tables[folder] = dict(table)
         return self._tables[folder]
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         d = dict(data)
         text = d.get(self.text_key)
-        if isinstance(text, str) and text.strip():
+        if isinstance(text, str) and clean_sentence(text):
             return d
         image = str(d[self.image_key])
         folder, name = os.path.split(image)
         table = self._table(folder)
         image_id = name.split(".")[0]
-        sentence = table.get(image_id) or table.get(name)
-        if not sentence or not sentence.strip():
+        sentence = clean_sentence(table.get(image_id) or table.get(name) or "")
+        if not sentence:
             raise KeyError(f"{os.path.join(folder, self.sidecar_name)}: no sentence for image id '{image_id}' ({image})")
-        d[self.text_key] = sentence.strip()
+        d[self.text_key] = sentence
         return d

@@ -4,7 +4,7 @@
 #   default: himix runs/demo/himix (trained by ./scripts/run_demo.sh) data/demo/images 8000
 # Extra override files for the bundle's configs: CONFIGS="demo.json" (the default). Training from MONAI Label reads
 # each image's sentence from sentences.json in the studies folder ({image id: sentence}); SKIP_TRAINERS=true hides it.
-# Browser origins allowed to call the server (CORS): CORS_ORIGINS, a JSON list (default: none but the server's own).
+# Browser origins allowed to call the server (CORS): CORS_ORIGINS, comma-separated (default: the server's own origin).
 # HOST=0.0.0.0 exposes the server beyond this machine: read docs/monailabel.md (authentication) first.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -25,7 +25,9 @@ cp -R scripts/monailabel/app/. "$APP/"
 "$VENV/bin/python" scripts/monailabel/prepare_app.py --app "$APP" --bundle "$BUNDLE" \
     --bundle-root "$BUNDLE_ROOT" --config $CONFIGS --overwrite
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MONAI_LABEL_AUTO_UPDATE_SCORING=false
-export MONAI_LABEL_CORS_ORIGINS=${CORS_ORIGINS:-"[\"http://$HOST:$PORT\"]"}
+# MONAI Label's own server, with CORS limited to these origins (app/textseg_asgi.py explains why not MONAI_LABEL_CORS_ORIGINS)
+export TEXTSEG_CORS_ORIGINS=${CORS_ORIGINS-"http://$HOST:$PORT"}
+export PYTHONPATH="$APP${PYTHONPATH:+:$PYTHONPATH}"
 exec "$VENV/bin/python" -m monailabel.main start_server --app "$APP" --studies "$STUDIES" \
     --conf models "$BUNDLE" --conf skip_trainers "${SKIP_TRAINERS:-false}" \
-    --host "$HOST" --port "$PORT"
+    --host "$HOST" --port "$PORT" --uvicorn_app textseg_asgi:app

@@ -4,7 +4,8 @@ Started by ``scripts/monailabel/serve.sh``, which copies this folder to ``runs/m
 the trained bundles in its ``model/`` folder (``scripts/monailabel/prepare_app.py``). Each bundle named by
 ``--conf models a,b`` gets a :class:`lib.tasks.TextBundleInferTask` and (unless ``--conf skip_trainers true``) a
 :class:`lib.tasks.TextBundleTrainTask`: MONAI Label's own bundle tasks, with every request value checked before
-the bundle config sees it (see ``docs/monailabel.md``). No model zoo, SAM or scoring: nothing is fetched.
+the bundle config sees it, and a :class:`lib.datastore.CheckedLocalDatastore`, which refuses image ids and label
+tags that are paths (see ``docs/monailabel.md``). No model zoo, SAM or scoring: nothing is fetched.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import logging
 import os
 
 import monailabel
+from lib.datastore import CheckedLocalDatastore
 from lib.tasks import TextBundleInferTask, TextBundleTrainTask
+from monailabel.config import settings
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.tasks.activelearning.first import First
 from monailabel.tasks.activelearning.random import Random
@@ -34,6 +37,13 @@ class TextSegApp(MONAILabelApp):
         super().__init__(app_dir=app_dir, studies=studies, conf=conf, name="textseg-bundles",
                          description="Text-guided segmentation bundles; the report sentence is the model's prompt",
                          version=monailabel.__version__)
+
+    def init_datastore(self):
+        if self.studies.startswith(("http://", "https://")):
+            return super().init_datastore()  # DICOMweb and other remote stores: names are the server's UIDs
+        return CheckedLocalDatastore(self.studies, extensions=settings.MONAI_LABEL_DATASTORE_FILE_EXT,
+                                     auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
+                                     read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY)
 
     def init_infers(self):
         infers = {}
