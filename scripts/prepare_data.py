@@ -9,8 +9,8 @@
 
 Writes ``datalists/<name>.json`` (``--out`` to change; an existing file is kept unless ``--overwrite``) and
 prints a summary. Every check runs before anything is written; a failure names the file and row and
-leaves no datalist behind. Train a bundle on it with ``--datalist <out> --data_root <root>`` (and
-``--mask_rule`` as the summary says). See docs/datasets.md.
+leaves no datalist behind. Train a bundle on it with ``--datalist <out> --data_root <root>``; the mask rule
+recorded in the datalist applies unless ``--mask_rule`` is given. See docs/datasets.md.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConversionError, FileExistsError) as e:
         sys.exit(f"error: {e}\nnothing was written.")
     print("\n".join(summary.lines()))
-    print(f"wrote {out}\ntrain with: --datalist {out} --data_root {root} --mask_rule {datalist['mask_rule']}")
+    print(f"wrote {out} (mask rule '{datalist['mask_rule']}' recorded in it)\ntrain with: --datalist {out} --data_root {root}")
     return 0
 
 

@@ -1,4 +1,6 @@
-"""Data-set converters on tiny fake trees in each published layout, and every bad input the issue lists."""
+"""Data-set converters on tiny trees built from each data set's *published* description (the LViT README's tree,
+GuideDecoder's config and dataset code, the Kvasir-SEG and CVC-ClinicDB release notes; docs/datasets.md quotes
+them), and every bad input the issues list."""
 
 import importlib.util
 import json
@@ -35,7 +37,9 @@ def _pair(img: Path, mask: Path, i: int, size=(32, 32), mask_size=None, rgb_mask
     _png(mask, np.stack([m, m, m], -1) if rgb_mask else m)
 
 
-def lvit_tree(root: Path, counts=(3, 2, 2), image_ext=".png", mask_prefix="mask_", rows=None) -> Path:
+def lvit_tree(root: Path, counts=(3, 2, 2), image_ext=".png", mask_prefix="mask_", rows=None, tables="split") -> Path:
+    """LViT's README tree: ``<Split>_Folder/{img,labelcol}`` and ``<Split>_Folder/<Split>_text.xlsx``
+    (``tables="root"``: the tables at the root, as older copies have them)."""
     for (folder, n) in zip(("Train", "Val", "Test"), counts):
         base = root / f"{folder}_Folder"
         (base / "img").mkdir(parents=True, exist_ok=True)
@@ -46,7 +50,8 @@ def lvit_tree(root: Path, counts=(3, 2, 2), image_ext=".png", mask_prefix="mask_
             _pair(base / "img" / f"{stem}{image_ext}", base / "labelcol" / f"{mask_prefix}{stem}.png", i, rgb_mask=(i == 0))
             keys.append(f"{mask_prefix}{stem}.png")
         table = rows(folder, keys) if rows else [(k, SENTENCE.format("left" if j % 2 else "right")) for j, k in enumerate(keys)]
-        pd.DataFrame(table, columns=["Image", "Description"]).to_excel(root / f"{folder}_text.xlsx", index=False)
+        where = base if tables == "split" else root
+        pd.DataFrame(table, columns=["Image", "Description"]).to_excel(where / f"{folder}_text.xlsx", index=False)
     return root
 
 
@@ -92,7 +97,84 @@ def test_monuseg_lvit_layout_matches_by_stem(tmp_path):
     assert len(load_through_unet_transforms(out, root, "validation")) == 2
 
 
+def test_lvit_tables_in_either_place(tmp_path):
+    """The published place (inside each split folder), older root-level copies, both: agreeing is fine, disagreeing
+    is refused naming both files; a missing table names where LViT publishes it."""
+    old = lvit_tree(tmp_path / "old", tables="root")
+    with pytest.warns(UserWarning, match="differ from the published"):
+        assert run_cli("qata_cov19", "--root", str(old), "--out", str(tmp_path / "old.json"))[0] == 0
+    both = lvit_tree(tmp_path / "both")
+    for folder in ("Train", "Val", "Test"):  # the same tables at the root too
+        (both / f"{folder}_text.xlsx").write_bytes((both / f"{folder}_Folder" / f"{folder}_text.xlsx").read_bytes())
+    with pytest.warns(UserWarning):
+        assert run_cli("qata_cov19", "--root", str(both), "--out", str(tmp_path / "both.json"))[0] == 0
+    pd.DataFrame([("mask_covid_Val_0.png", "Other."), ("mask_covid_Val_1.png", "Other.")],
+                 columns=["Image", "Description"]).to_excel(both / "Val_text.xlsx", index=False)
+    _fails(tmp_path, both, r"two different text tables for the Val split: .*Val_Folder/Val_text\.xlsx and .*both/Val_text\.xlsx")
+    (both / "Val_text.xlsx").unlink()
+    (both / "Val_Folder" / "Val_text.xlsx").unlink()
+    _fails(tmp_path, both, r"text table of the Val split not found: .*\(LViT publishes it inside the split folder, as "
+                           r".*Val_Folder/Val_text\.xlsx\)")
+
+
+def test_lvit_code_combined_train_val_table(tmp_path):
+    """LViT's QaTa code reads one Train_Folder/Train_Val_text.xlsx for training and validation."""
+    root = lvit_tree(tmp_path / "q")
+    rows = []
+    for folder in ("Train", "Val"):
+        rows += pd.read_excel(root / f"{folder}_Folder" / f"{folder}_text.xlsx").values.tolist()
+        (root / f"{folder}_Folder" / f"{folder}_text.xlsx").unlink()
+    pd.DataFrame(rows, columns=["Image", "Description"]).to_excel(root / "Train_Folder" / "Train_Val_text.xlsx", index=False)
+    with pytest.warns(UserWarning):
+        assert run_cli("qata_cov19", "--root", str(root), "--out", str(tmp_path / "q.json"))[0] == 0
+    d = json.loads((tmp_path / "q.json").read_text())
+    assert [len(d[s]) for s in ("training", "validation", "test")] == [3, 2, 2]
+
+
+def test_lvit_tree_with_what_unpacking_leaves(tmp_path):
+    """macOS resource forks (._x.png), .DS_Store, Thumbs.db, upper-case suffixes: ignored or read as images."""
+    root = lvit_tree(tmp_path / "q")
+    for folder in ("Train_Folder/img", "Train_Folder/labelcol"):
+        (root / folder / "._covid_Train_0.png").write_bytes(b"\x00\x05\x16\x07")
+        (root / folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+        (root / folder / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
+    (root / "Train_Folder" / "img" / "covid_Train_2.png").rename(root / "Train_Folder" / "img" / "covid_Train_2.PNG")
+    with pytest.warns(UserWarning):
+        assert run_cli("qata_cov19", "--root", str(root), "--out", str(tmp_path / "q.json"))[0] == 0
+    d = json.loads((tmp_path / "q.json").read_text())
+    assert len(d["training"]) == 3 and d["training"][2]["image"] == "Train_Folder/img/covid_Train_2.PNG"
+
+
+def guidedecoder_tree(root: Path, n_train=10, n_test=2, columns=("path", "text")) -> Path:
+    """GuideDecoder's published layout (config/training.yaml, utils/dataset.py): prompt/train.csv and test.csv only,
+    rows naming the mask (mask_ prefix), images and masks under Train/ and Test/ in Images/ and GTs/."""
+    for split, n in (("train", n_train), ("test", n_test)):
+        rows = []
+        for i in range(n):
+            stem = f"covid_{split}_{i}"
+            _pair(root / split.capitalize() / "Images" / f"{stem}.png", root / split.capitalize() / "GTs" / f"mask_{stem}.png", i)
+            rows.append((f"mask_{stem}.png", SENTENCE.format("left" if i % 2 else "right")))
+        (root / "prompt").mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(rows, columns=list(columns)).to_csv(root / "prompt" / f"{split}.csv", index=False)
+    return root
+
+
+def test_guidedecoder_csv_layout_as_published(tmp_path):
+    root = guidedecoder_tree(tmp_path / "QaTa-COV19-v2")
+    out = tmp_path / "qata_csv.json"
+    with pytest.warns(UserWarning, match="differ from the published"):
+        assert run_cli("qata_cov19", "--root", str(root), "--out", str(out))[0] == 0
+    d = json.loads(out.read_text())
+    assert d["layout"] == "csv" and [len(d[s]) for s in ("training", "validation", "test")] == [8, 1, 2]
+    assert d["validation"][0]["image"] == "Train/Images/covid_train_9.png" and "GuideDecoder" in d["validation_from"]
+    assert d["test"][1] == {"image": "Test/Images/covid_test_1.png", "label": "Test/GTs/mask_covid_test_1.png",
+                            "text": SENTENCE.format("left"), "text_source": "annotated"}
+    assert len(load_through_unet_transforms(out, root)) == 8
+
+
 def test_csv_layout_detects_image_or_mask_names(tmp_path):
+    """A fork's MosMedData+ copy: val.csv too, Image/Description columns, rows naming images or masks; here with
+    Images/ and GTs/ at the root (a flattened copy)."""
     root = tmp_path / "csv"
     for split, n in (("train", 3), ("val", 2), ("test", 2)):
         rows = []
@@ -114,7 +196,11 @@ def test_csv_layout_detects_image_or_mask_names(tmp_path):
 
 
 def test_kvasir_derived_text_from_jpeg_masks(tmp_path, capsys):
-    root = tmp_path / "Kvasir-SEG"
+    """Kvasir-SEG as released: images/ and masks/ of JPEG files with the same names, kavsir_bboxes.json beside them,
+    all inside the zip's own Kvasir-SEG/ folder (so the root a user gives may be one level up)."""
+    root = tmp_path / "download" / "Kvasir-SEG"
+    (root / "images").mkdir(parents=True)
+    (root / "kavsir_bboxes.json").write_text("{}")
     for i in range(10):
         m = np.zeros((100, 100), np.uint8)
         m[10:20, 10:20] = 255  # 1 %: small
@@ -123,11 +209,11 @@ def test_kvasir_derived_text_from_jpeg_masks(tmp_path, capsys):
         _png(root / "masks" / f"c{i}.jpg", m, quality=75)
         _png(root / "images" / f"c{i}.jpg", np.full((100, 100, 3), 120, np.uint8))
     out = tmp_path / "kvasir.json"
-    assert run_cli("kvasir_seg", "--root", str(root), "--out", str(out), "--seed", "3")[0] == 0
+    assert run_cli("kvasir_seg", "--root", str(root.parent), "--out", str(out), "--seed", "3")[0] == 0  # found inside
     d = json.loads(out.read_text())
     assert [len(d[s]) for s in ("training", "validation", "test")] == [8, 1, 1]
     texts = {item["image"]: item["text"] for s in ("training", "validation", "test") for item in d[s]}
-    assert texts["images/c0.jpg"] == "One small polyp." and texts["images/c1.jpg"] == "Two polyps, one large and one small."
+    assert texts["Kvasir-SEG/images/c0.jpg"] == "One small polyp." and texts["Kvasir-SEG/images/c1.jpg"] == "Two polyps, one large and one small."
     assert all(item["text_source"] == "derived" for item in d["training"]) and d["mask_rule"] == "half"
     assert "train with: --datalist" in capsys.readouterr().out
     # JPEG noise: > 0 counts compression halos as polyp, >= 128 does not
@@ -139,6 +225,23 @@ def test_kvasir_derived_text_from_jpeg_masks(tmp_path, capsys):
     out2 = tmp_path / "kvasir2.json"
     assert run_cli("kvasir_seg", "--root", str(root), "--out", str(out2), "--split-file", str(split_file))[0] == 0
     assert [i["image"] for i in json.loads(out2.read_text())["validation"]] == ["images/c6.jpg", "images/c7.jpg"]
+    # a JPEG mask's halo values: 'half' gives the mask as drawn, where 'nonzero' grows it
+    half, nonzero = load_mask(root / "masks" / "c1.jpg", "half"), load_mask(root / "masks" / "c1.jpg", "nonzero")
+    drawn = np.zeros((100, 100), bool)
+    drawn[10:20, 10:20] = drawn[40:90, 40:90] = True
+    assert (half != drawn).sum() <= 8 and (nonzero & ~drawn).sum() > (half & ~drawn).sum()
+
+
+def test_cvc_clinicdb_tif_layout_as_released(tmp_path):
+    """CVC-ClinicDB's release: Original/ and Ground Truth/ of .tif files with the same numeric names."""
+    root = tmp_path / "CVC-ClinicDB"
+    for i in range(1, 11):
+        _pair(root / "Original" / f"{i}.tif", root / "Ground Truth" / f"{i}.tif", i)
+    out = tmp_path / "cvc_tif.json"
+    assert run_cli("cvc_clinicdb", "--root", str(root), "--out", str(out))[0] == 0
+    d = json.loads(out.read_text())
+    assert sum(len(d[s]) for s in ("training", "validation", "test")) == 10 and d["test"][0]["label"].startswith("Ground Truth/")
+    assert len(load_through_unet_transforms(out, root)) == 8
 
 
 def test_cvc_clinicdb_png_layout(tmp_path):

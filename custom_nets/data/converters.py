@@ -5,16 +5,26 @@ Each converter reads a data set where the user unpacked it, checks it, and retur
 to the data root) plus a :class:`Summary`. Nothing is written until every check has passed; then
 :func:`write_datalist` writes to a temporary file and renames it. See ``docs/datasets.md``.
 
-Layouts:
-    - LViT (QaTa-COV19, MosMedData+, MoNuSeg): ``{Train,Val,Test}_Folder/{img,labelcol}`` and
-      ``Train_text.xlsx``/``Val_text.xlsx``/``Test_text.xlsx`` (columns ``Image`` = the mask's file name and
-      ``Description``), as LViT's ``ImageToImage2D`` reads them: the image is the mask's name without its
-      ``mask_`` prefix, or the file of ``img/`` with the mask's stem.
-    - CSV (later public code, e.g. GuideDecoder): ``prompt/{train,val,test}.csv`` (``Image``, ``Description``),
-      images in ``Images/``, masks in ``GTs/``; ``Image`` may name the image or the mask (detected per row).
-    - Polyp sets without text (Kvasir-SEG: ``images/``, ``masks/``; CVC-ClinicDB: ``Original/``,
-      ``Ground Truth/``, or the same under ``PNG/``): the sentence is derived from the mask
+Layouts (as their publishers describe them; docs/datasets.md quotes the sources):
+    - LViT (QaTa-COV19, MosMedData+, MoNuSeg): ``{Train,Val,Test}_Folder/{img,labelcol}`` with each split's
+      table inside its folder, ``Train_Folder/Train_text.xlsx`` etc. (LViT's README; older copies keep the tables
+      at the root, and LViT's own QaTa code reads one ``Train_Folder/Train_Val_text.xlsx`` for both training and
+      validation: all are read, and two tables for one split that disagree are an error). Columns ``Image`` = the
+      mask's file name and ``Description``; the image is the mask's name without its ``mask_`` prefix, or the
+      file of ``img/`` with the mask's stem (MoNuSeg: ``.tif`` images, ``.png`` keys and masks), as LViT's
+      ``ImageToImage2D`` pairs them.
+    - CSV (GuideDecoder, "Ariadne's Thread"): ``prompt/{train,test}.csv`` (``val.csv`` where a release has one)
+      with columns ``path``/``text`` (GuideDecoder) or ``Image``/``Description`` (its forks), the row naming the
+      mask (``mask_`` prefix) or the image; images and masks under ``{Train,Val,Test}/Images`` and
+      ``.../GTs`` (``Ground-truths`` in some copies), or ``Images``/``GTs`` at the root. Without ``val.csv`` the
+      validation split is taken from ``train.csv`` as GuideDecoder's code does (first 80 % of the rows train,
+      last 10 % validate, the 10 % between unused and reported).
+    - Polyp sets without text (Kvasir-SEG: ``images/``, ``masks/``, JPEG, plus ``kavsir_bboxes.json``;
+      CVC-ClinicDB: ``Original/``, ``Ground Truth/`` with ``.tif``, or the same under ``PNG/`` or ``TIF/``; a
+      zip's extra top folder, ``Kvasir-SEG/Kvasir-SEG/``, is found): the sentence is derived from the mask
       (:func:`describe_polyps`) and marked ``"text_source": "derived"``.
+Everywhere: suffixes in any case, hidden files (``.DS_Store``, ``._*`` resource forks) and non-images
+(``Thumbs.db``) ignored.
 """
 
 from __future__ import annotations
@@ -40,6 +50,8 @@ CSV_FILES = {"training": "train", "validation": "val", "test": "test"}
 #: published split sizes (training, validation, test)
 PUBLISHED_COUNTS = {"qata_cov19": (5716, 1429, 2113), "mosmeddata_plus": (2183, 273, 273)}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+#: the text tables' (key, sentence) columns: LViT and GuideDecoder's forks, GuideDecoder
+TEXT_COLUMNS = (("Image", "Description"), ("path", "text"))
 #: polyp size classes by the polyp's share of the image area: small below 2 %, large from 10 %
 POLYP_SIZE_THRESHOLDS = (0.02, 0.10)
 
@@ -80,8 +92,9 @@ def _require_dir(path: Path) -> Path:
 
 
 def _image_files(folder: Path) -> dict[str, Path]:
-    """File name -> path of the images in ``folder`` (not recursive)."""
-    return {p.name: p for p in sorted(_require_dir(folder).iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    """File name -> path of the images in ``folder`` (not recursive; hidden files such as ``._x.png`` skipped)."""
+    return {p.name: p for p in sorted(_require_dir(folder).iterdir())
+            if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()}
 
 
 def load_mask(path: Path, rule: str = "nonzero") -> np.ndarray:
@@ -118,7 +131,7 @@ def check_same_size(image: Path, mask: Path) -> None:
 
 
 def read_text_table(path: Path) -> dict[str, str]:
-    """Key (column ``Image``) -> sentence (column ``Description``) of an LViT xlsx or a CSV.
+    """Key (column ``Image``, or GuideDecoder's ``path``) -> sentence (``Description``, or ``text``) of a table.
 
     Sentences are cleaned by :func:`~custom_nets.text.clean_sentence`. Raises :class:`ConversionError` naming
     the file and the row (as a spreadsheet shows it: header = row 1) for a missing column, an empty sentence
@@ -133,12 +146,12 @@ def read_text_table(path: Path) -> dict[str, str]:
         table = pd.read_excel(path) if path.suffix.lower() in (".xlsx", ".xls") else pd.read_csv(path)
     except Exception as e:  # noqa: BLE001
         raise ConversionError(f"{path}: cannot read the table ({type(e).__name__}: {e})") from e
-    missing = [c for c in ("Image", "Description") if c not in table.columns]
-    if missing:
-        raise ConversionError(f"{path}: missing column(s) {missing}; found {list(table.columns)}")
+    columns = next((pair for pair in TEXT_COLUMNS if all(c in table.columns for c in pair)), None)
+    if columns is None:
+        raise ConversionError(f"{path}: columns {' or '.join(map(str, TEXT_COLUMNS))} expected; found {list(table.columns)}")
     text: dict[str, str] = {}
     rows: dict[str, int] = {}
-    for i, (key, sentence) in enumerate(zip(table["Image"], table["Description"])):
+    for i, (key, sentence) in enumerate(zip(table[columns[0]], table[columns[1]])):
         row = i + 2
         if not isinstance(key, str) or not key.strip():
             raise ConversionError(f"{path}, row {row}: empty 'Image' key")
@@ -194,6 +207,25 @@ def _image_for_mask(mask_name: str, images: dict[str, Path]) -> Path | None:
     return same_stem[0] if len(same_stem) == 1 else None
 
 
+def _lvit_tables(root: Path, base: Path, folder: str) -> tuple[Path, dict[str, str]]:
+    """The text table of one LViT split: where LViT publishes it (inside the split folder), an older copy at the
+    root, or LViT code's combined ``Train_Folder/Train_Val_text.xlsx`` (training and validation); two that
+    disagree are an error naming both."""
+    candidates = [base / f"{folder}_text{ext}" for ext in (".xlsx", ".csv")] + [root / f"{folder}_text{ext}" for ext in (".xlsx", ".csv")]
+    found = [p for p in candidates if p.is_file()]
+    if not found and folder in ("Train", "Val"):
+        found = [p for p in (root / "Train_Folder" / f"Train_Val_text{ext}" for ext in (".xlsx", ".csv")) if p.is_file()]
+    if not found:
+        raise ConversionError(f"text table of the {folder} split not found: looked for "
+                              + ", ".join(str(c) for c in candidates)
+                              + f" (LViT publishes it inside the split folder, as {candidates[0]})")
+    tables = [(p, read_text_table(p)) for p in found]
+    for p, table in tables[1:]:
+        if table != tables[0][1]:
+            raise ConversionError(f"two different text tables for the {folder} split: {tables[0][0]} and {p}; keep one")
+    return tables[0]
+
+
 def convert_lvit(root: str | os.PathLike, name: str, mask_rule: str = "nonzero") -> tuple[dict, Summary]:
     """QaTa-COV19, MosMedData+ or MoNuSeg as LViT distributes them (see the module docstring).
 
@@ -204,17 +236,19 @@ def convert_lvit(root: str | os.PathLike, name: str, mask_rule: str = "nonzero")
     _require_dir(root)
     summary = Summary(name)
     datalist: dict = {"name": name, "layout": "lvit", "mask_rule": mask_rule}
+    combined_keys: dict[Path, set[str]] = {}  # a Train_Val table: keys used by either split
     for split, folder in LVIT_FOLDERS.items():
         base = _require_dir(root / f"{folder}_Folder")
         images, masks = _image_files(base / "img"), _image_files(base / "labelcol")
-        table_path = root / f"{folder}_text.xlsx"
-        if not table_path.is_file() and (root / f"{folder}_text.csv").is_file():
-            table_path = root / f"{folder}_text.csv"
-        text = read_text_table(table_path)
+        table_path, text = _lvit_tables(root, base, folder)
+        combined = table_path.stem.startswith("Train_Val_text")
         items, used_images = [], set()
-        for row, (key, sentence) in enumerate(text.items()):
+        for key, sentence in text.items():
             if key not in masks:
+                if combined:
+                    continue  # the other split's row
                 raise ConversionError(f"{table_path}: key '{key}' matches no mask in {base / 'labelcol'}")
+            combined_keys.setdefault(table_path, set()).add(key)
             image = _image_for_mask(key, images)
             if image is None:
                 summary.masks_without_image.append(_relative(masks[key], root))
@@ -223,41 +257,86 @@ def convert_lvit(root: str | os.PathLike, name: str, mask_rule: str = "nonzero")
             items.append(_pair_item(image, masks[key], sentence, root, "annotated"))
         summary.images_without_text += [_relative(p, root) for n, p in images.items() if n not in used_images]
         datalist[split] = items
+    for table_path, used in combined_keys.items():
+        if table_path.stem.startswith("Train_Val_text"):
+            unused = sorted(set(read_text_table(table_path)) - used)
+            if unused:
+                raise ConversionError(f"{table_path}: {len(unused)} key(s) match no mask of Train_Folder or Val_Folder, "
+                                      f"e.g. {unused[:3]}")
     return _finish(name, datalist, summary)
 
 
 # ---------------------------------------------------------------- CSV layout (prompt/*.csv, Images/, GTs/)
 
 
+CSV_SPLIT_FOLDERS = {"training": "Train", "validation": "Val", "test": "Test"}
+CSV_MASK_FOLDERS = ("GTs", "Ground-truths")
+#: GuideDecoder's split of train.csv when no val.csv is published: rows [0, 80 %) train, [90 %, 100 %) validate
+GUIDEDECODER_SPLIT = (0.8, 0.9)
+
+
+def _csv_folders(root: Path, split: str) -> tuple[Path, Path]:
+    """``Images`` and ``GTs`` (or ``Ground-truths``) of a split: under ``<root>/<Train|Val|Test>`` as GuideDecoder's
+    config has them, else at the root."""
+    for base in (root / CSV_SPLIT_FOLDERS[split], root):
+        masks = next((base / m for m in CSV_MASK_FOLDERS if (base / m).is_dir()), None)
+        if (base / "Images").is_dir() and masks is not None:
+            return base / "Images", masks
+    raise ConversionError(f"{root}: no Images/ and GTs/ (or Ground-truths/) for the {split} split, under "
+                          f"{root / CSV_SPLIT_FOLDERS[split]} or {root}")
+
+
+def _csv_pair(key: str, images: dict[str, Path], masks: dict[str, Path], table_path: Path) -> tuple[Path | None, Path]:
+    """(image, mask) a row names: the mask (``mask_`` prefix, GuideDecoder) or the image (its mask: same name or
+    ``mask_`` + name); the image is None when the mask has none."""
+    if key in masks and key not in images:
+        return _image_for_mask(key, images), masks[key]
+    if key in images:
+        mask = masks.get(key) or masks.get(f"mask_{key}")
+        if mask is None:
+            raise ConversionError(f"{table_path}: image '{key}' has no mask (looked for '{key}' and 'mask_{key}')")
+        return images[key], mask
+    raise ConversionError(f"{table_path}: key '{key}' matches no image and no mask")
+
+
 def convert_csv_layout(root: str | os.PathLike, name: str, mask_rule: str = "nonzero") -> tuple[dict, Summary]:
-    """QaTa-COV19 / MosMedData+ in the CSV layout; ``Image`` may name the image or the mask, per row."""
+    """QaTa-COV19 / MosMedData+ in GuideDecoder's CSV layout (see the module docstring)."""
     root = Path(root)
-    images, masks = _image_files(root / "Images"), _image_files(root / "GTs")
+    _require_dir(root)
     summary = Summary(name)
     datalist: dict = {"name": name, "layout": "csv", "mask_rule": mask_rule}
-    used_images: set[str] = set()
-    for split, stem in CSV_FILES.items():
-        table_path = root / "prompt" / f"{stem}.csv"
+    tables = {split: root / "prompt" / f"{stem}.csv" for split, stem in CSV_FILES.items()}
+    rows: dict[str, list[tuple[str, str]]] = {}
+    for split in ("training", "test"):
+        rows[split] = list(read_text_table(tables[split]).items())
+    if tables["validation"].is_file():
+        rows["validation"] = list(read_text_table(tables["validation"]).items())
+        folders = {split: _csv_folders(root, split) for split in SPLITS}
+    else:  # GuideDecoder: validation rows come from train.csv, and its images from the training folders
+        train_rows, n = rows["training"], len(rows["training"])
+        cut, start = int(GUIDEDECODER_SPLIT[0] * n), int(GUIDEDECODER_SPLIT[1] * n)
+        rows["training"], rows["validation"] = train_rows[:cut], train_rows[start:]
+        datalist["validation_from"] = f"{tables['training'].name} rows [{start}, {n}) (GuideDecoder's split)"
+        if start > cut:
+            summary.warnings.append(f"no {tables['validation'].name}: validation is the last 10 % of "
+                                    f"{tables['training'].name} as in GuideDecoder's code; its rows {cut}..{start - 1} "
+                                    f"({start - cut}) are in no split")
+        folders = {"training": _csv_folders(root, "training"), "validation": _csv_folders(root, "training"),
+                   "test": _csv_folders(root, "test")}
+    used_images: set[Path] = set()
+    for split in SPLITS:
+        images, masks = (_image_files(f) for f in folders[split])
         items = []
-        for key, sentence in read_text_table(table_path).items():
-            if key in masks and key not in images:  # the row names the mask
-                mask, image = masks[key], _image_for_mask(key, images)
-                if image is None:
-                    summary.masks_without_image.append(_relative(mask, root))
-                    continue
-            elif key in images:  # the row names the image: its mask has the same name or a mask_ prefix
-                image = images[key]
-                mask = masks.get(key) or masks.get(f"mask_{key}")
-                if mask is None:
-                    raise ConversionError(f"{table_path}: image '{key}' has no mask in {root / 'GTs'} "
-                                          f"(looked for '{key}' and 'mask_{key}')")
-            else:
-                raise ConversionError(f"{table_path}: key '{key}' matches no image in {root / 'Images'} "
-                                      f"and no mask in {root / 'GTs'}")
-            used_images.add(image.name)
+        for key, sentence in rows[split]:
+            image, mask = _csv_pair(key, images, masks, tables[split] if split in rows else tables["training"])
+            if image is None:
+                summary.masks_without_image.append(_relative(mask, root))
+                continue
+            used_images.add(image)
             items.append(_pair_item(image, mask, sentence, root, "annotated"))
         datalist[split] = items
-    summary.images_without_text = [_relative(p, root) for n, p in images.items() if n not in used_images]
+    all_images = {p for split in SPLITS for p in _image_files(folders[split][0]).values()}
+    summary.images_without_text = sorted(_relative(p, root) for p in all_images - used_images)
     return _finish(name, datalist, summary)
 
 
@@ -329,7 +408,14 @@ def convert_polyps(root: str | os.PathLike, name: str, seed: int = 0, split_file
     root = Path(root)
     _require_dir(root)
     layouts = POLYP_LAYOUTS[name]
-    found = next(((root / i, root / m) for i, m in layouts if (root / i).is_dir() and (root / m).is_dir()), None)
+
+    def find(base: Path) -> tuple[Path, Path] | None:
+        return next(((base / i, base / m) for i, m in layouts if (base / i).is_dir() and (base / m).is_dir()), None)
+
+    found = find(root)
+    nested = [d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    if found is None and len(nested) == 1:  # a zip's extra top folder: Kvasir-SEG/Kvasir-SEG/images
+        found = find(nested[0])
     if found is None:
         raise ConversionError(f"{root}: none of the {name} layouts found; expected folders "
                               + " or ".join(f"'{i}' and '{m}'" for i, m in layouts))

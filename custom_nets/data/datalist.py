@@ -6,12 +6,16 @@ start-up, with every problem listed, before any output is written.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 from collections.abc import Sequence
 
 from monai.data import load_decathlon_datalist
 
 from custom_nets.text.prompts import clean_sentence
+
+logger = logging.getLogger(__name__)
 
 
 class DatalistError(ValueError):
@@ -153,3 +157,34 @@ def load_datalist(
     check_datalist(items, keys, file_keys, source=f"{datalist} ['{split}']", verify_images=verify_images,
                    data_root=data_root, allow_outside_data_root=allow_outside_data_root)
     return items
+
+
+def datalist_mask_rule(datalist: str | os.PathLike, mask_rule: str | None = None) -> str:
+    """The mask rule a run uses, and the log line saying where it came from.
+
+    An explicit ``mask_rule`` (``--mask_rule``) wins; else the rule the data-set converter recorded in the datalist
+    (``"mask_rule"``: Kvasir-SEG's JPEG masks need ``half``); else ``nonzero``.
+
+    Example:
+        >>> datalist_mask_rule("datalists/demo.json", "255")
+        '255'
+    """
+    from custom_nets.transforms.mask import MASK_RULES
+
+    recorded = None
+    if os.path.isfile(datalist):
+        try:
+            with open(datalist) as f:
+                recorded = json.load(f).get("mask_rule")
+        except (OSError, ValueError, AttributeError):
+            recorded = None  # load_datalist names an unreadable datalist
+    if mask_rule is not None:
+        rule, source = mask_rule, "given (--mask_rule)" + (f"; the datalist says {recorded!r}" if recorded and recorded != mask_rule else "")
+    elif recorded is not None:
+        rule, source = recorded, f"recorded in the datalist {os.fspath(datalist)}"
+    else:
+        rule, source = "nonzero", "the default; the datalist records none"
+    if rule not in MASK_RULES:
+        raise DatalistError(f"mask rule {rule!r} ({source}) is not one of {list(MASK_RULES)}")
+    logger.info(f"mask rule '{rule}': {source}")
+    return rule
