@@ -22,6 +22,7 @@ from monai.bundle import ConfigParser
 from monai.losses import DiceCELoss
 from torch.utils.flop_counter import FlopCounterMode
 
+from custom_nets.bundle import load_config as bundle_config
 from custom_nets.engines import PrepareBatchWithText
 from custom_nets.text import TextEncoder
 from custom_nets.text.encoder import TextEncoderUnavailableError
@@ -41,9 +42,7 @@ def median_time(fn, steps: int, warmup: int = 2) -> float:
 
 
 def load_config(bundle: str, extra_configs: list[str]) -> ConfigParser:
-    configs = ROOT / "bundles" / bundle / "configs"
-    parser = ConfigParser()
-    parser.read_config([str(configs / "train.json")] + [str(configs / c) for c in extra_configs])
+    parser = bundle_config(bundle, *extra_configs)
     parser["device"] = "cpu"
     return parser
 
@@ -65,7 +64,7 @@ def demo_sentences(n: int) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--bundle", default="unet")
+    p.add_argument("--bundle", default="unet", help="a bundle name under bundles/ or a bundle folder")
     p.add_argument("--config", nargs="*", default=[], help="override files merged on train.json, e.g. demo.json")
     p.add_argument("--size", type=int, default=None, help="image side (default: the config's image_size)")
     p.add_argument("--batch", type=int, default=None, help="batch size (default: the config's batch_size)")
@@ -92,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     except TextEncoderUnavailableError as e:
         raise SystemExit(f"{e}\n(for cost figures offline pass --text-encoder random-bert-base)")
     if uses_text:
-        width = parser.get_parsed_content("network_def#text_hidden_size")
-        layers = parser.get_parsed_content("network_def#text_num_layers") if parser.get("network_def#text_num_layers") else None
+        width = parser.get_parsed_content("text_hidden_size")
+        layers = parser.get_parsed_content("text_num_layers") if parser.get("text_num_layers") else None
         if text_encoder.hidden_size != width or layers not in (None, text_encoder.num_layers):
             raise SystemExit(f"text encoder {text_encoder.model_name_or_path} gives {text_encoder.num_layers} layers of "
                              f"{text_encoder.hidden_size}, the network expects {layers or 'any number of'} layers of {width}")

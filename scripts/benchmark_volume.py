@@ -23,16 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
 def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--bundle", default=str(ROOT / "bundles" / "himix"))
+    p.add_argument("--bundle", default="himix", help="a bundle name under bundles/ or a bundle folder")
     p.add_argument("--config", nargs="*", default=["demo.json"])
     p.add_argument("--bundle-root", default=None, help="where models/model.pt is; random weights when absent")
     p.add_argument("--shape", type=int, nargs=3, default=[512, 512, 300], metavar=("X", "Y", "Z"))
@@ -40,8 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--text", default="Bilateral pulmonary infection, two infected areas, upper left lung and lower right lung.")
     args = p.parse_args(argv)
 
-    from monai.bundle import ConfigParser
-
+    from custom_nets.bundle import load_config
     from custom_nets.clinical.inference import BundleSegmenter
     from custom_nets.clinical.io import Volume
     from custom_nets.clinical.outputs import save_nifti
@@ -50,9 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(args.bundle_root) if args.bundle_root else Path(tmp) / "bundle"
         checkpoint = root / "models" / "model.pt"
         if not checkpoint.is_file():
-            configs = Path(args.bundle) / "configs"
-            parser = ConfigParser()
-            parser.read_config([str(configs / "inference.json")] + [str(configs / c) for c in args.config])
+            parser = load_config(args.bundle, *args.config, main="inference.json")
             checkpoint.parent.mkdir(parents=True)
             torch.save(parser.get_parsed_content("network_def").state_dict(), checkpoint)
             print(f"no checkpoint under {args.bundle_root}: random weights from the config (same cost)")

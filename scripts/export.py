@@ -29,17 +29,16 @@ from pathlib import Path
 import torch
 from monai.bundle import ConfigParser
 
-from custom_nets.engines.outputs import write_atomically
-
-ROOT = Path(__file__).resolve().parent.parent
+from custom_nets.bundle import bundle_dir, load_config
+from custom_nets.utils.files import write_atomically
 
 
 def example_inputs(parser: ConfigParser, batch: int, length: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
     """Random (image, text_hidden, text_mask) with the config's channels, size and text encoder shape."""
     size = parser.get_parsed_content("image_size")
-    width = parser.get_parsed_content("network_def#text_hidden_size")
+    width = parser.get_parsed_content("text_hidden_size")
     # networks that read every hidden layer name how many; the others (TAMISeg) read the last of any number
-    layers = parser.get_parsed_content("network_def#text_num_layers") if parser.get("network_def#text_num_layers") else 2
+    layers = parser.get_parsed_content("text_num_layers") if parser.get("text_num_layers") else 2
     image = torch.randn(batch, parser.get_parsed_content("in_channels"), *size, generator=generator)
     hidden = torch.randn(batch, layers, length, width, generator=generator)
     mask = torch.ones(batch, length, dtype=torch.long)
@@ -48,7 +47,7 @@ def example_inputs(parser: ConfigParser, batch: int, length: int, generator: tor
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--bundle", default="himix")
+    p.add_argument("--bundle", default="himix", help="a bundle name under bundles/ or a bundle folder")
     p.add_argument("--config", nargs="*", default=[], help="override files merged on train.json, e.g. demo.json")
     p.add_argument("--bundle-root", default=None, help="where models/model.pt is (default: bundles/<bundle>)")
     p.add_argument("--checkpoint", default=None, help="default: <bundle-root>/models/model.pt")
@@ -58,10 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--atol", type=float, default=1e-4)
     args = p.parse_args(argv)
 
-    configs = ROOT / "bundles" / args.bundle / "configs"
-    if not (configs / "train.json").is_file():
-        sys.exit(f"no bundle configs at {configs}")
-    bundle_root = Path(args.bundle_root or ROOT / "bundles" / args.bundle)
+    try:
+        parser = load_config(args.bundle, *args.config)
+    except FileNotFoundError as e:
+        sys.exit(f"error: {e}")
+    configs = bundle_dir(args.bundle, "train.json") / "configs"
+    bundle_root = Path(args.bundle_root or configs.parent)
     checkpoint = Path(args.checkpoint or bundle_root / "models" / "model.pt")
     suffix = ".ts" if args.format == "torchscript" else ".pt2"
     output = Path(args.output or bundle_root / "models" / f"model{suffix}")
@@ -69,8 +70,6 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"checkpoint not found: {checkpoint}")
     if output.exists() and not args.overwrite:
         sys.exit(f"{output} exists; pass --overwrite to replace it")
-    parser = ConfigParser()
-    parser.read_config([str(configs / "train.json")] + [str(configs / c) for c in args.config])
     if not parser.get("text_encoder"):
         sys.exit(f"bundle '{args.bundle}' takes no text; use `python -m monai.bundle ckpt_export` for it")
     parser["device"] = "cpu"
@@ -79,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     network.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
     g = torch.Generator().manual_seed(0)
     length = parser.get_parsed_content("text_max_length")  # the longest sentence the text encoder gives
-    extra = {name: json.dumps(ConfigParser.load_config_file(configs / name))
+    extra = {name: json.dumps(ConfigParser.load_config_file(str(configs / name)))
              for name in ("metadata.json", "inference.json") if (configs / name).is_file()}
     diffs: list[float] = []
 

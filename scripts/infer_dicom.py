@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from custom_nets.clinical.batch import check_sentences, discover, read_sentences, run_batch
 from custom_nets.clinical.inference import BundleSegmenter
-from custom_nets.clinical.io import LUNG_WINDOW
+from custom_nets.transforms.intensity import LUNG_WINDOW
 from custom_nets.text.prompts import clean_sentence
 from custom_nets.utils import check_writable_dir
 

@@ -20,11 +20,11 @@ import sys
 from pathlib import Path
 
 import torch
-from monai.bundle import ConfigParser
 from monai.data import DataLoader, Dataset
 from monai.metrics import DiceMetric
 from monai.transforms import Compose
 
+from custom_nets.bundle import bundle_dir, load_config
 from custom_nets.data import load_datalist
 from custom_nets.text import TextEncoder
 from custom_nets.text.prompts import parse_zones, replaced_zone_sentence, swap_laterality
@@ -61,7 +61,7 @@ def mean(values: list[float]) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--bundle", default="himix", help="bundle name under bundles/ (its configs)")
+    p.add_argument("--bundle", default="himix", help="a bundle name under bundles/ or a bundle folder")
     p.add_argument("--config", nargs="*", default=[], help="override files merged on train.json, e.g. demo.json")
     p.add_argument("--bundle-root", default=None, help="where models/model.pt is (default: bundles/<bundle>)")
     p.add_argument("--checkpoint", default=None, help="checkpoint path (default: <bundle-root>/models/model.pt)")
@@ -72,14 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
-    configs = ROOT / "bundles" / args.bundle / "configs"
-    if not configs.is_dir():
-        sys.exit(f"no bundle configs at {configs}")
-    parser = ConfigParser()
-    parser.read_config([str(configs / "train.json")] + [str(configs / c) for c in args.config])
+    try:
+        parser = load_config(args.bundle, *args.config)
+    except FileNotFoundError as e:
+        sys.exit(f"error: {e}")
     if not parser.get("text_encoder"):
         sys.exit(f"bundle '{args.bundle}' has no text encoder (text_encoder is null): nothing to compare")
-    checkpoint = Path(args.checkpoint or Path(args.bundle_root or ROOT / "bundles" / args.bundle) / "models" / "model.pt")
+    checkpoint = Path(args.checkpoint or Path(args.bundle_root or bundle_dir(args.bundle, "train.json")) / "models" / "model.pt")
     if not checkpoint.is_file():
         sys.exit(f"checkpoint not found: {checkpoint} (train the bundle first, or pass --checkpoint)")
 

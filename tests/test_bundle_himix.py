@@ -21,10 +21,10 @@ CONFIGS = ROOT / "bundles" / "himix" / "configs"
 TINY = {
     "image_size": [64, 64],
     "text_encoder_id": "tiny-random-bert",
-    "network_def#backbone_kwargs": {"depths": [1, 1, 1, 1], "dims": [16, 32, 64, 128]},
-    "network_def#text_hidden_size": 32,
-    "network_def#text_num_layers": 4,
-    "network_def#num_heads": 2,
+    "backbone_kwargs": {"depths": [1, 1, 1, 1], "dims": [16, 32, 64, 128]},
+    "text_hidden_size": 32,
+    "text_num_layers": 4,
+    "num_heads": 2,
     "show_progress": False,
 }
 

@@ -19,8 +19,8 @@ from custom_nets.clinical.batch import discover, run_batch
 
 HIMIX = ROOT / "bundles" / "himix"
 TINY = {"image_size": [32, 32], "text_encoder_id": "tiny-random-bert",
-        "network_def#backbone_kwargs": {"depths": [1, 1, 1, 1], "dims": [16, 32, 64, 128]},
-        "network_def#text_hidden_size": 32, "network_def#text_num_layers": 4, "network_def#num_heads": 2}
+        "backbone_kwargs": {"depths": [1, 1, 1, 1], "dims": [16, 32, 64, 128]},
+        "text_hidden_size": 32, "text_num_layers": 4, "num_heads": 2}
 SENTENCE = "Bilateral pulmonary infection, two infected areas, upper left lung and lower right lung."
 
 

@@ -4,7 +4,9 @@ import pytest
 import torch
 from monai.engines import SupervisedTrainer
 
-from custom_nets.engines import PrepareBatchWithText, StagedOutputDir, refuse_overwrite
+from custom_nets.engines import PrepareBatchWithText
+from custom_nets.handlers import StagedOutputDir
+from custom_nets.utils import refuse_overwrite
 
 
 class RecordingNet(torch.nn.Module):

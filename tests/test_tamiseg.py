@@ -9,7 +9,8 @@ from custom_nets.backbones import FrozenViTTeacher
 from custom_nets.blocks import EfficientChannelAttention, SpatialAttention
 from custom_nets.engines import SemanticDistillation
 from custom_nets.losses import AuxiliaryLossSum, ConsistencyAwareLoss, SemanticDistillationLoss, consistency_loss
-from custom_nets.nets import ConsistencyAwareEncoder, TAMISeg, initialize_encoder, load_encoder_weights
+from custom_nets.backbones import initialize_encoder, load_encoder_weights
+from custom_nets.nets import ConsistencyAwareEncoder, TAMISeg
 
 TINY_RESNET = {"layers": [1, 1, 1, 1], "channels": [8, 16, 32, 64]}
 TINY_TEACHER = {"depth": 4, "embed_dim": 32, "num_heads": 2}

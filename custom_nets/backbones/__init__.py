@@ -1,5 +1,7 @@
-"""Image encoders through timm: the trainable backbones (``features_only``) and frozen teachers."""
+"""Image encoders through timm: the trainable backbones (``features_only``), frozen teachers, and their weights."""
 
 from .timm_backbones import FrozenViTTeacher, create_image_encoder
+from .weights import ENCODER_INITS, encoder_pretrained, initialize_encoder, load_encoder_weights
 
-__all__ = ["FrozenViTTeacher", "create_image_encoder"]
+__all__ = ["ENCODER_INITS", "FrozenViTTeacher", "create_image_encoder", "encoder_pretrained", "initialize_encoder",
+           "load_encoder_weights"]

@@ -34,7 +34,7 @@ from custom_nets.clinical.io import (
     load_radiograph,
 )
 from custom_nets.clinical.outputs import save_dicom_seg, save_nifti, save_png
-from custom_nets.engines.outputs import write_atomically
+from custom_nets.utils.files import write_atomically
 from custom_nets.text.prompts import clean_sentence
 from custom_nets.utils import is_dicom_uid, path_inside, safe_component
 

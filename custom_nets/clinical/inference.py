@@ -22,9 +22,10 @@ from monai.bundle import ConfigParser
 from monai.data import MetaTensor
 from monai.inferers import SimpleInferer
 
-from custom_nets.clinical.io import LUNG_WINDOW, ClinicalInputError, Radiograph, Volume, window
+from custom_nets.bundle import config_files
+from custom_nets.clinical.io import ClinicalInputError, Radiograph, Volume
 from custom_nets.inferers import ResizingSliceNetwork, SliceWiseInferer, TextInferer
-from custom_nets.transforms.dispatch import ct_window_range
+from custom_nets.transforms.intensity import LUNG_WINDOW, ct_window_range, window
 from custom_nets.transforms.orientation import NetworkOrientationd, radiograph_to_network
 
 #: DICOM ViewPosition values of lateral chest projections
@@ -43,7 +44,7 @@ class BundleSegmenter:
     """A bundle ready for clinical inputs.
 
     Args:
-        bundle: the bundle folder (``bundles/himix``), holding ``configs/inference.json``.
+        bundle: a bundle name under ``bundles/`` or a bundle folder, holding ``configs/inference.json``.
         config_overrides: extra config files merged on ``inference.json`` (names in ``configs/`` or paths).
         bundle_root: where ``models/model.pt`` is (default: ``bundle``).
         checkpoint: explicit checkpoint path (default: ``<bundle_root>/models/model.pt``).
@@ -59,14 +60,8 @@ class BundleSegmenter:
     def __init__(self, bundle: str | os.PathLike, config_overrides: Sequence[str] = (), bundle_root: str | None = None,
                  checkpoint: str | None = None, ct_window: tuple[float, float] = LUNG_WINDOW, slice_batch: int = 8,
                  device: str | torch.device = "cpu") -> None:
-        bundle = Path(bundle)
-        configs = bundle / "configs"
-        if not (configs / "inference.json").is_file():
-            raise FileNotFoundError(f"not a bundle: {configs / 'inference.json'} not found (--bundle {bundle})")
-        files = [configs / "inference.json"] + [Path(c) if Path(c).is_file() else configs / c for c in config_overrides]
-        missing = [str(f) for f in files if not f.is_file()]
-        if missing:
-            raise FileNotFoundError(f"config file(s) not found: {missing}")
+        files = config_files(bundle, "inference.json", config_overrides)
+        bundle, configs = files[0].parent.parent, files[0].parent
         ct_window_range(*ct_window)  # finite, width > 0: a NaN window would give empty masks without a word
         if isinstance(slice_batch, bool) or not isinstance(slice_batch, int) or slice_batch < 1:
             raise ValueError(f"slice batch must be a whole number >= 1, got {slice_batch!r}")
@@ -129,8 +124,8 @@ class BundleSegmenter:
         A DICOM radiograph goes to the network displayed as the networks saw radiographs (its PatientOrientation
         read, :func:`~custom_nets.transforms.radiograph_to_network`); a lateral or oblique one is refused.
         """
-        orientation = getattr(image.dataset, "PatientOrientation", None) if image.dataset is not None else None
-        view = str(getattr(image.dataset, "ViewPosition", "") or "").upper() if image.dataset is not None else ""
+        orientation = getattr(image.dataset, "PatientOrientation", None)  # None for a PNG: taken as displayed
+        view = str(getattr(image.dataset, "ViewPosition", "") or "").upper()
         if view in LATERAL_VIEWS:
             raise ClinicalInputError(f"{image.source}: ViewPosition {view} is a lateral view; the networks read frontal "
                                      "chest radiographs")

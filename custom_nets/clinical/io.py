@@ -18,10 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from custom_nets.transforms.dispatch import ct_window_range
-
-#: lung window (centre, width) in HU, the default for CT before the network's own normalisation
-LUNG_WINDOW = (-600.0, 1500.0)
 CT_MODALITIES = ("CT",)
 RADIOGRAPH_MODALITIES = ("DX", "CR", "DR", "RG")
 
@@ -47,12 +43,6 @@ class Radiograph:
     array: np.ndarray
     source: str
     dataset: object | None = None
-
-
-def window(hu: np.ndarray, centre: float = LUNG_WINDOW[0], width: float = LUNG_WINDOW[1]) -> np.ndarray:
-    """Map Hounsfield units to 0..255 through a window (values outside it are clipped)."""
-    low, high = ct_window_range(centre, width)
-    return (np.clip((hu - low) / (high - low), 0.0, 1.0) * 255.0).astype(np.float32)
 
 
 # ---------------------------------------------------------------- DICOM files and series

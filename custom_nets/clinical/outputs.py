@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from custom_nets.engines.outputs import write_atomically
+from custom_nets.utils.files import write_atomically
 
 
 def save_nifti(mask: np.ndarray, affine: np.ndarray, path: str | os.PathLike) -> Path:

@@ -15,7 +15,7 @@ import random
 from pathlib import Path
 
 from custom_nets.data.datalist import DatalistError
-from custom_nets.engines.outputs import write_atomically
+from custom_nets.utils.files import write_atomically
 
 logger = logging.getLogger(__name__)
 

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from custom_nets.engines.outputs import write_atomically
+from custom_nets.utils.files import write_atomically
 from custom_nets.text.prompts import NUMBER_WORDS, clean_sentence
 from custom_nets.transforms.mask import binarize
 

@@ -188,9 +188,8 @@ def write_demo_volume(image: str | os.PathLike, output: str | os.PathLike, slice
     """
     import nibabel as nib
 
-    from custom_nets.clinical.io import LUNG_WINDOW
-    from custom_nets.engines.outputs import write_atomically
-    from custom_nets.transforms.dispatch import ct_window_range
+    from custom_nets.utils.files import write_atomically
+    from custom_nets.transforms.intensity import LUNG_WINDOW, ct_window_range
 
     output = Path(output)
     if output.exists() and not overwrite:

@@ -1,6 +1,5 @@
 from .distillation import SemanticDistillation
 from .metrics import EmptyAwareMetric, empty_ground_truth
-from .outputs import StagedOutputDir, refuse_overwrite, write_atomically
 from .prepare_batch import PrepareBatchWithPerturbedView, PrepareBatchWithSentences, PrepareBatchWithText
 
 __all__ = [
@@ -9,8 +8,5 @@ __all__ = [
     "PrepareBatchWithSentences",
     "PrepareBatchWithText",
     "SemanticDistillation",
-    "StagedOutputDir",
-    "refuse_overwrite",
-    "write_atomically",
     "empty_ground_truth",
 ]

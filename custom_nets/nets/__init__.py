@@ -1,5 +1,5 @@
 from .himix import HiMix
-from .tamiseg import ConsistencyAwareEncoder, TAMISeg, initialize_encoder, load_encoder_weights
+from .tamiseg import ConsistencyAwareEncoder, TAMISeg
 from .unet import ImageOnlyUNet
 
-__all__ = ["ConsistencyAwareEncoder", "HiMix", "ImageOnlyUNet", "TAMISeg", "initialize_encoder", "load_encoder_weights"]
+__all__ = ["ConsistencyAwareEncoder", "HiMix", "ImageOnlyUNet", "TAMISeg"]

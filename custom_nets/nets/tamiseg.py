@@ -39,7 +39,6 @@ Where this departs from the paper, or fills what it leaves open:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import torch
@@ -241,50 +240,3 @@ class TAMISeg(nn.Module):
         fused = torch.cat([small, _up(medium, size), _up(large, size)], 1)  # Eq. 12
         logits = _up(self.head(fused), image.shape[2:])  # Eq. 13 (sigmoid outside)
         return (logits, distilled) if return_features else logits
-
-
-def load_encoder_weights(network: nn.Module, checkpoint: str, key: str = "model") -> nn.Module:
-    """Load the phase I encoder (``encoder.*`` of a :class:`ConsistencyAwareEncoder` checkpoint) into ``network``.
-
-    Args:
-        network: a :class:`TAMISeg` (or anything with an ``encoder`` of the same configuration).
-        checkpoint: path of phase I's ``model.pt`` (a plain state dict, or a dict holding one under ``key``).
-        key: the entry holding the state dict when the file is a dict of several objects.
-
-    Raises:
-        FileNotFoundError: naming the path and the command that makes it.
-        ValueError: when the checkpoint's encoder does not fit (different backbone or widths).
-    """
-    if not os.path.isfile(checkpoint):
-        raise FileNotFoundError(
-            f"phase I checkpoint not found: {checkpoint}. Run phase I first "
-            "(python -m monai.bundle run training --config_file \"['configs/train.json','configs/pretrain.json']\" ...), "
-            "or set 'phase1_checkpoint' to its model.pt, or start without it with --encoder_init imagenet|scratch"
-        )
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    if key in state and isinstance(state[key], dict):
-        state = state[key]
-    encoder_state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
-    if not encoder_state:
-        raise ValueError(f"{checkpoint} holds no 'encoder.*' weights: is it a phase I (ConsistencyAwareEncoder) checkpoint?")
-    try:
-        network.encoder.load_state_dict(encoder_state, strict=True)
-    except RuntimeError as e:
-        raise ValueError(f"the phase I encoder in {checkpoint} does not fit this network's encoder: {e}") from e
-    return network
-
-
-ENCODER_INITS = ("phase1", "imagenet", "scratch")
-
-
-def initialize_encoder(network: nn.Module, encoder_init: str, phase1_checkpoint: str | None) -> nn.Module:
-    """Phase II start (config key ``encoder_init``): ``"phase1"`` loads the CAE from ``phase1_checkpoint`` (the
-    paper's recipe); ``"imagenet"`` and ``"scratch"`` keep what the network was built with (timm weights when
-    its ``pretrained`` is set, else random): the ablation "phase I skipped"."""
-    if encoder_init not in ENCODER_INITS:
-        raise ValueError(f"encoder_init must be one of {ENCODER_INITS}, got {encoder_init!r}")
-    if encoder_init == "phase1":
-        if not phase1_checkpoint:
-            raise ValueError("encoder_init is 'phase1' but phase1_checkpoint is empty")
-        load_encoder_weights(network, phase1_checkpoint)
-    return network

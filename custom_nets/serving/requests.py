@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from custom_nets.text.prompts import clean_sentence
-from custom_nets.transforms.dispatch import ct_window_range
+from custom_nets.transforms.intensity import ct_window_range
 
 #: what MONAI's ConfigParser treats as syntax in a string: expression, reference, macro (at the start) ...
 CONFIG_PREFIXES = ("$", "@", "%")

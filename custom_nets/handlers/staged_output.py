@@ -1,13 +1,11 @@
-"""Writing a run's outputs safely: staged and renamed into place, never replacing results unasked."""
+"""Ignite handlers that MONAI lacks: a run's outputs staged and renamed into place, never replacing results unasked."""
 
 from __future__ import annotations
 
 import logging
 import os
 import shutil
-import tempfile
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 from ignite.engine import Engine, Events
@@ -73,37 +71,3 @@ class StagedOutputDir:
         shutil.rmtree(self.staging_dir, ignore_errors=True)
         if e is not None:
             raise e
-
-
-def refuse_overwrite(paths: str | os.PathLike | list, overwrite: bool = False) -> None:
-    """Stop a run at start-up when one of ``paths`` exists and ``overwrite`` is off (bundle ``initialize``).
-
-    Example (JSON config)::
-
-        "initialize": ["$custom_nets.engines.refuse_overwrite(@ckpt_dir + '/model.pt', @overwrite)"]
-    """
-    existing = [str(p) for p in (paths if isinstance(paths, (list, tuple)) else [paths]) if os.path.exists(p)]
-    if existing and not overwrite:
-        raise FileExistsError(
-            f"{', '.join(existing)} already exist(s); this run would replace it. Pass --overwrite True to allow "
-            f"that, or choose another --bundle_root / output folder."
-        )
-
-
-def write_atomically(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` for a temporary file beside ``path`` (same suffixes), then rename it into place.
-
-    A crash or an exception in ``write`` leaves no file (the temporary one is removed), never half of one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix="".join(path.suffixes), dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path

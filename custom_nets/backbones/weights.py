@@ -1,0 +1,73 @@
+"""Weights of the trainable image encoders: where a bundle's encoder starts from.
+
+TAMISeg's phase II (config key ``encoder_init``) starts from phase I's consistency-pretrained encoder
+(``"phase1"``, the paper's recipe), from ImageNet weights (``"imagenet"``) or from random ones (``"scratch"``); the
+last two are the ablation "phase I skipped". The rule is stated here once: :func:`encoder_pretrained` gives the
+timm ``pretrained`` flag the config builds the network with, :func:`initialize_encoder` loads phase I's weights.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import nn
+
+ENCODER_INITS = ("phase1", "imagenet", "scratch")
+
+
+def encoder_pretrained(encoder_init: str, imagenet_weights: bool | str = True) -> bool | str:
+    """The ``pretrained`` argument of the image encoder for ``encoder_init``: ``imagenet_weights`` (True, or a local
+    weights file) only when the run starts from ImageNet; phase I's weights replace the encoder's afterwards, and
+    ``"scratch"`` is random.
+
+    Example:
+        >>> encoder_pretrained("imagenet"), encoder_pretrained("phase1"), encoder_pretrained("scratch")
+        (True, False, False)
+    """
+    if encoder_init not in ENCODER_INITS:
+        raise ValueError(f"encoder_init must be one of {ENCODER_INITS}, got {encoder_init!r}")
+    return imagenet_weights if encoder_init == "imagenet" else False
+
+def load_encoder_weights(network: nn.Module, checkpoint: str, key: str = "model") -> nn.Module:
+    """Load the phase I encoder (``encoder.*`` of a :class:`ConsistencyAwareEncoder` checkpoint) into ``network``.
+
+    Args:
+        network: a :class:`TAMISeg` (or anything with an ``encoder`` of the same configuration).
+        checkpoint: path of phase I's ``model.pt`` (a plain state dict, or a dict holding one under ``key``).
+        key: the entry holding the state dict when the file is a dict of several objects.
+
+    Raises:
+        FileNotFoundError: naming the path and the command that makes it.
+        ValueError: when the checkpoint's encoder does not fit (different backbone or widths).
+    """
+    if not os.path.isfile(checkpoint):
+        raise FileNotFoundError(
+            f"phase I checkpoint not found: {checkpoint}. Run phase I first "
+            "(python -m monai.bundle run training --config_file \"['configs/train.json','configs/pretrain.json']\" ...), "
+            "or set 'phase1_checkpoint' to its model.pt, or start without it with --encoder_init imagenet|scratch"
+        )
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    if key in state and isinstance(state[key], dict):
+        state = state[key]
+    encoder_state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
+    if not encoder_state:
+        raise ValueError(f"{checkpoint} holds no 'encoder.*' weights: is it a phase I (ConsistencyAwareEncoder) checkpoint?")
+    try:
+        network.encoder.load_state_dict(encoder_state, strict=True)
+    except RuntimeError as e:
+        raise ValueError(f"the phase I encoder in {checkpoint} does not fit this network's encoder: {e}") from e
+    return network
+
+
+def initialize_encoder(network: nn.Module, encoder_init: str, phase1_checkpoint: str | None) -> nn.Module:
+    """Phase II start (config key ``encoder_init``): ``"phase1"`` loads the CAE from ``phase1_checkpoint`` (the
+    paper's recipe); ``"imagenet"`` and ``"scratch"`` keep what the network was built with (timm weights when
+    its ``pretrained`` is set, else random): the ablation "phase I skipped"."""
+    if encoder_init not in ENCODER_INITS:
+        raise ValueError(f"encoder_init must be one of {ENCODER_INITS}, got {encoder_init!r}")
+    if encoder_init == "phase1":
+        if not phase1_checkpoint:
+            raise ValueError("encoder_init is 'phase1' but phase1_checkpoint is empty")
+        load_encoder_weights(network, phase1_checkpoint)
+    return network
