@@ -146,6 +146,12 @@ def clean_infer_request(request: Mapping[str, Any], displayable: Mapping[str, An
         model_files: the checkpoint names the bundle offers (``models/*.pt``).
         devices: the devices the server offers.
     """
+    return _clean_common(request, displayable, model_files, devices)
+
+
+def _clean_common(request: Mapping[str, Any], displayable: Mapping[str, Any], model_files: Iterable[str],
+                  devices: Sequence[str]) -> dict[str, Any]:
+    """What inference and training requests share: the displayable options, the device and the model file."""
     out = dict(request)
     out.update(clean_displayable(request, displayable))
     if "device" in request and request["device"] is not None:
@@ -162,8 +168,7 @@ TRAIN_RUN_IDS = ("", "run", "training")  # "": MONAI Label's default, the bundle
 def clean_train_request(request: Mapping[str, Any], displayable: Mapping[str, Any], model_files: Iterable[str],
                         devices: Sequence[str], max_epochs_limit: int = 10_000) -> dict[str, Any]:
     """A MONAI Label training request whose config-bound values are safe literals (see :func:`clean_infer_request`)."""
-    out = dict(request)
-    out.update(clean_displayable(request, displayable))
+    out = _clean_common(request, displayable, model_files, devices)
     if "max_epochs" in request:
         epochs = _number("max_epochs", request["max_epochs"])
         if not epochs.is_integer() or not 1 <= epochs <= max_epochs_limit:
@@ -179,10 +184,6 @@ def clean_train_request(request: Mapping[str, Any], displayable: Mapping[str, An
             out[key] = _boolean(key, request[key])
     if "run_id" in request:
         out["run_id"] = _choice("run_id", request["run_id"], TRAIN_RUN_IDS)
-    if "device" in request and request["device"] is not None:
-        out["device"] = _choice("device", request["device"], devices)
-    if "model_filename" in request:
-        out["model_filename"] = _choice("model_filename", request["model_filename"], sorted(model_files))
     if "gpus" in request:
         gpus = request["gpus"]
         if not isinstance(gpus, str) or not (gpus == "all" or all(g.strip().isdigit() for g in gpus.split(","))):

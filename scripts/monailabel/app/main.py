@@ -45,25 +45,21 @@ class TextSegApp(MONAILabelApp):
                                      auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
                                      read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY)
 
-    def init_infers(self):
-        infers = {}
+    def _tasks(self, task_class) -> dict:
+        """One task of ``task_class`` per placed bundle, the valid ones."""
+        tasks = {}
         for name, path in self.models.items():
-            task = TextBundleInferTask(path, self.conf)
+            task = task_class(path, self.conf)
             if task.is_valid():
-                logger.info(f"+++ Adding Inferer:: {name} => {path}")
-                infers[name] = task
-        return infers
+                logger.info(f"+++ Adding {task_class.__name__}:: {name} => {path}")
+                tasks[name] = task
+        return tasks
+
+    def init_infers(self):
+        return self._tasks(TextBundleInferTask)
 
     def init_trainers(self):
-        if strtobool(self.conf.get("skip_trainers", "false")):
-            return {}
-        trainers = {}
-        for name, path in self.models.items():
-            task = TextBundleTrainTask(path, self.conf)
-            if task.is_valid():
-                logger.info(f"+++ Adding Trainer:: {name} => {path}")
-                trainers[name] = task
-        return trainers
+        return {} if strtobool(self.conf.get("skip_trainers", "false")) else self._tasks(TextBundleTrainTask)
 
     def init_strategies(self):
         return {"random": Random(), "first": First()}
