@@ -23,7 +23,7 @@ from monai.losses import DiceCELoss
 from torch.utils.flop_counter import FlopCounterMode
 
 from custom_nets.bundle import load_config as bundle_config
-from custom_nets.engines import PrepareBatchWithText
+from custom_nets.engines import DistillationTrainer, PrepareBatchWithText
 from custom_nets.text import TextEncoder
 from custom_nets.text.encoder import TextEncoderUnavailableError
 
@@ -47,14 +47,14 @@ def load_config(bundle: str, extra_configs: list[str]) -> ConfigParser:
     return parser
 
 
-def load_training_parts(parser: ConfigParser) -> tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module]:
-    """(network, network the trainer runs, loss): the config's own wiring when it has a training wrapper
-    (TAMISeg: the student with its frozen teacher), else the network itself with Dice + CE."""
-    if parser.get("train_network_def"):
-        train_net = parser.get_parsed_content("train_network_def")
-        return train_net.student, train_net, parser.get_parsed_content("loss")
+def load_training_parts(parser: ConfigParser) -> tuple[torch.nn.Module, torch.nn.Module | None, float, torch.nn.Module]:
+    """(network, frozen teacher or None, distillation weight, prediction loss): the config's own wiring (TAMISeg's
+    trainer runs its teacher in every step), else the network alone with Dice + CE."""
     net = parser.get_parsed_content("network_def")
-    return net, net, DiceCELoss(sigmoid=True)
+    teacher = parser.get_parsed_content("teacher") if parser.get("teacher") else None
+    weight = float(parser.get_parsed_content("distill_weight")) if parser.get("distill_weight") is not None else 0.0
+    loss = parser.get_parsed_content("loss") if parser.get("loss") else DiceCELoss(sigmoid=True)
+    return net, teacher, weight, loss
 
 
 def demo_sentences(n: int) -> list[str]:
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"text encoder {text_encoder.model_name_or_path} gives {text_encoder.num_layers} layers of "
                              f"{text_encoder.hidden_size}, the network expects {layers or 'any number of'} layers of {width}")
 
-    net, train_net, loss_fn = load_training_parts(parser)
+    net, teacher, distill_weight, loss_fn = load_training_parts(parser)
     total = sum(p.numel() for p in net.parameters())
     trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
     print(f"bundle {args.bundle}{''.join(' + ' + c for c in args.config)} | image {in_channels}x{size}x{size}, batch {batch}, "
@@ -121,19 +121,27 @@ def main(argv: list[str] | None = None) -> int:
 
     net.train()
     opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-4)
-    teacher = getattr(train_net, "teacher", None)
-    if teacher is not None:
-        print(f"training wrapper {type(train_net).__name__}: frozen teacher outside the network "
+    if teacher is not None and distill_weight:
+        print(f"trainer DistillationTrainer: frozen teacher outside the network "
               f"{sum(p.numel() for p in teacher.parameters()) / 1e6:.3f} M parameters, run in every training step")
-    train_net.train()
+
+    def trainer_for(text_prep: PrepareBatchWithText | None) -> DistillationTrainer:
+        """The bundle's training step (one batch an epoch); ``text_prep`` encodes the batch's sentences each step."""
+        def prepare_batch(batch, *_, **__):
+            kwargs = text_prep.encode(sentences) if text_prep is not None else {}
+            return batch["image"], batch["label"], (), kwargs if uses_text else {}
+
+        trainer = DistillationTrainer(
+            device=torch.device("cpu"), max_epochs=1, train_data_loader=[{"image": image, "label": label}], network=net,
+            optimizer=opt, loss_function=loss_fn, prepare_batch=prepare_batch, decollate=False, teacher=teacher,
+            distill_weight=distill_weight)
+        trainer.logger.setLevel("WARNING")
+        return trainer
+
+    trainers = {prep: trainer_for(prep) for prep in (cached_prep, uncached_prep, None)}
 
     def train_step(text_prep: PrepareBatchWithText | None) -> None:
-        """One optimiser step; ``text_prep`` encodes the batch's sentences first (passed on if the net reads text)."""
-        kwargs = text_prep.encode(sentences) if text_prep is not None else {}
-        opt.zero_grad()
-        loss = loss_fn(train_net(image, **(kwargs if uses_text else {})), label)
-        loss.backward()
-        opt.step()
+        trainers[text_prep].run()
 
     step = median_time(lambda: train_step(cached_prep if uses_text else None), args.steps)
     print(f"training step: {step * 1000:.1f} ms per batch of {batch} ({batch / step:.1f} images/s)")

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Export a trained bundle's network with both inputs (image and text tensors), reload it and check it.
+"""Export a trained bundle's network with its inputs (image, and text tensors if it reads text), reload it, check it.
 
     python scripts/export.py --bundle himix --config demo.json --bundle-root runs/demo/himix
     python scripts/export.py --bundle himix --config demo.json --bundle-root runs/demo/himix --format exported_program
@@ -12,7 +12,8 @@ forward of our networks do not script, so this exports with an example image, ``
                        ``inference.json`` are stored as extra files, as ``ckpt_export`` does.
     exported_program   ``torch.export`` -> ``model.pt2`` (PyTorch's successor of TorchScript); dynamic batch
                        size and sentence length (up to ``max_text_tokens``), the config's image size.
-The exported network takes all three inputs, always: an all-zero ``text_mask`` row means "no text".
+A network that reads text takes all three inputs, always: an all-zero ``text_mask`` row means "no text"; an
+image-only network (the unet bundle) takes the image alone.
 
 The file is written under a temporary name and renamed; an existing file is kept unless ``--overwrite``.
 After writing, the file is reloaded and compared with the eager network on new random inputs (batch 2,
@@ -34,12 +35,15 @@ from custom_nets.utils.files import write_atomically
 
 
 def example_inputs(parser: ConfigParser, batch: int, length: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
-    """Random (image, text_hidden, text_mask) with the config's channels, size and text encoder shape."""
+    """Random (image, text_hidden, text_mask) with the config's channels, size and text encoder shape; (image,) for
+    a bundle without a text encoder."""
     size = parser.get_parsed_content("image_size")
+    image = torch.randn(batch, parser.get_parsed_content("in_channels"), *size, generator=generator)
+    if not parser.get("text_encoder"):
+        return (image,)
     width = parser.get_parsed_content("text_hidden_size")
     # networks that read every hidden layer name how many; the others (TAMISeg) read the last of any number
     layers = parser.get_parsed_content("text_num_layers") if parser.get("text_num_layers") else 2
-    image = torch.randn(batch, parser.get_parsed_content("in_channels"), *size, generator=generator)
     hidden = torch.randn(batch, layers, length, width, generator=generator)
     mask = torch.ones(batch, length, dtype=torch.long)
     return image, hidden, mask
@@ -70,14 +74,13 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"checkpoint not found: {checkpoint}")
     if output.exists() and not args.overwrite:
         sys.exit(f"{output} exists; pass --overwrite to replace it")
-    if not parser.get("text_encoder"):
-        sys.exit(f"bundle '{args.bundle}' takes no text; use `python -m monai.bundle ckpt_export` for it")
     parser["device"] = "cpu"
+    uses_text = bool(parser.get("text_encoder"))
 
     network = parser.get_parsed_content("network_def").eval()
     network.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
     g = torch.Generator().manual_seed(0)
-    length = parser.get_parsed_content("text_max_length")  # the longest sentence the text encoder gives
+    length = parser.get_parsed_content("text_max_length") if uses_text else 2  # the longest sentence it encodes
     extra = {name: json.dumps(ConfigParser.load_config_file(str(configs / name)))
              for name in ("metadata.json", "inference.json") if (configs / name).is_file()}
     diffs: list[float] = []
@@ -91,14 +94,15 @@ def main(argv: list[str] | None = None) -> int:
             reloaded = torch.jit.load(tmp, map_location="cpu")
         else:
             batch, tokens = torch.export.Dim("batch", min=1, max=1024), torch.export.Dim("tokens", min=2, max=length)
-            program = torch.export.export(network, example_inputs(parser, 2, length, g),
-                                          dynamic_shapes=({0: batch}, {0: batch, 2: tokens}, {0: batch, 1: tokens}))
+            dynamic = ({0: batch}, {0: batch, 2: tokens}, {0: batch, 1: tokens}) if uses_text else ({0: batch},)
+            program = torch.export.export(network, example_inputs(parser, 2, length, g), dynamic_shapes=dynamic)
             torch.export.save(program, tmp, extra_files=extra)
             reloaded = torch.export.load(tmp).module()
-        image, hidden, mask = example_inputs(parser, 2, max(2, length - 5), g)
-        mask[1] = 0  # the second sample has no text: the null-text path
+        inputs = example_inputs(parser, 2, max(2, length - 5), g)
+        if uses_text:
+            inputs[2][1] = 0  # the second sample has no text: the null-text path
         with torch.no_grad():
-            diffs.append((reloaded(image, hidden, mask) - network(image, hidden, mask)).abs().max().item())
+            diffs.append((reloaded(*inputs) - network(*inputs)).abs().max().item())
         if diffs[-1] > args.atol:
             raise RuntimeError(f"the exported network differs from the eager one by {diffs[-1]:.2e} > {args.atol}")
 

@@ -55,3 +55,52 @@ def config_files(configs_dir: Path, *names: str, tiny: Path) -> str:
 def data_args(tiny_demo) -> list[str]:
     root, datalist = tiny_demo
     return ["--data_root", str(root), "--datalist", str(datalist)]
+
+
+def bundle_configs(bundle: str, *names: str, tiny: Path | None = None) -> str:
+    """A ``--config_file`` list: the bundle's files, then ``demo.json`` and the tiny override when given."""
+    files = [ROOT / "bundles" / bundle / "configs" / n for n in names]
+    if tiny is not None:
+        files += [ROOT / "bundles" / bundle / "configs" / "demo.json", tiny]
+    return "[" + ",".join(f"'{f}'" for f in files) + "]"
+
+
+@pytest.fixture(scope="session")
+def tiny_overrides(tmp_path_factory):
+    """bundle name -> its tiny override file (tests/bundle_cases.py)."""
+    import json
+
+    from bundle_cases import BUNDLES
+
+    folder = tmp_path_factory.mktemp("tiny_overrides")
+    paths = {}
+    for name, case in BUNDLES.items():
+        paths[name] = folder / f"{name}.json"
+        paths[name].write_text(json.dumps(case.tiny))
+    return paths
+
+
+@pytest.fixture(scope="session")
+def trained_bundle(tiny_demo, tiny_overrides, tmp_path_factory):
+    """``trained_bundle(name) -> (bundle_root, [log of each phase])``: the bundle trained once per session on the
+    tiny demo data through ``python -m monai.bundle run training``, every phase in order."""
+    from bundle_cases import BUNDLES
+
+    runs: dict[str, tuple[Path, list[str]]] = {}
+
+    def train(name: str) -> tuple[Path, list[str]]:
+        if name not in runs:
+            case, root = BUNDLES[name], tmp_path_factory.mktemp(f"{name}_bundle")
+            logs = []
+            for i, phase in enumerate(case.phases):
+                last = i == len(case.phases) - 1
+                r = run_bundle("run", "training", "--config_file",
+                               bundle_configs(name, "train.json", *phase, tiny=tiny_overrides[name]),
+                               "--bundle_root", str(root), *data_args(tiny_demo),
+                               *(["--epochs", str(case.epochs)] if last else []))
+                assert r.returncode == 0, f"{name} {phase or 'train.json'}:\n{r.stdout[-3000:]}"
+                logs.append(r.stdout)
+            runs[name] = (root, logs)
+        return runs[name]
+
+    return train

@@ -1,58 +1,46 @@
-"""The unet bundle end to end through ``python -m monai.bundle``, as a user runs it (subprocesses, tiny data)."""
+"""The unet bundle's own behaviour through ``python -m monai.bundle`` (the checks every bundle passes are in
+``tests/test_bundles.py``): refusals to overwrite, every metric of the evaluation, masks beside and never over
+the inputs, mask orientation, and a corrupt image stopping the run at start-up.
+"""
 
 import csv
 import hashlib
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from conftest import ROOT, configs, run_bundle
+from conftest import bundle_configs, data_args, run_bundle
 
 pytestmark = pytest.mark.slow
-SMALL = ["--image_size", "[64,64]", "--show_progress", "False"]
-
-
-def _data_args(tiny_demo):
-    root, datalist = tiny_demo
-    return ["--data_root", str(root), "--datalist", str(datalist)]
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_demo, tmp_path_factory):
-    bundle_root = tmp_path_factory.mktemp("unet_bundle")
-    r = run_bundle("run", "training", "--config_file", configs("unet", "train.json", "demo.json"),
-                   "--bundle_root", str(bundle_root), "--epochs", "2", *SMALL, *_data_args(tiny_demo))
-    assert r.returncode == 0, r.stdout[-3000:]
-    return bundle_root, r.stdout
+def tiny(tiny_overrides):
+    return tiny_overrides["unet"]
 
 
-def test_training_writes_checkpoint_and_logs(trained):
-    bundle_root, log = trained
-    state = torch.load(bundle_root / "models" / "model.pt", weights_only=True)
-    assert isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())
-    assert list(state)[0].startswith("conv_0")  # a plain state_dict of the network, no wrapper keys
-    assert list((bundle_root / "logs").glob("events.out.tfevents.*"))
-    assert "val_mean_dice" in log and "Epoch[2]" in log
+@pytest.fixture(scope="module")
+def trained(trained_bundle):
+    root, logs = trained_bundle("unet")
+    return root, logs[-1]
 
 
-def test_training_refuses_to_replace_checkpoint(trained, tiny_demo):
+def test_training_refuses_to_replace_checkpoint(trained, tiny_demo, tiny):
     bundle_root, _ = trained
     before = (bundle_root / "models" / "model.pt").read_bytes()
-    r = run_bundle("run", "training", "--config_file", configs("unet", "train.json", "demo.json"),
-                   "--bundle_root", str(bundle_root), "--epochs", "1", *SMALL, *_data_args(tiny_demo))
+    r = run_bundle("run", "training", "--config_file", bundle_configs("unet", "train.json", tiny=tiny),
+                   "--bundle_root", str(bundle_root), "--epochs", "1", *data_args(tiny_demo))
     assert r.returncode != 0 and "already exist" in r.stdout and "--overwrite True" in r.stdout
     assert (bundle_root / "models" / "model.pt").read_bytes() == before
 
 
-def test_evaluate_reports_all_metrics(trained, tiny_demo):
+def test_evaluate_reports_all_metrics(trained, tiny_demo, tiny):
     bundle_root, _ = trained
-    r = run_bundle("run", "evaluating", "--config_file", configs("unet", "train.json", "evaluate.json", "demo.json"),
-                   "--bundle_root", str(bundle_root), *SMALL, *_data_args(tiny_demo))
+    r = run_bundle("run", "evaluating", "--config_file", bundle_configs("unet", "train.json", "evaluate.json", tiny=tiny),
+                   "--bundle_root", str(bundle_root), *data_args(tiny_demo))
     assert r.returncode == 0, r.stdout[-3000:]
     with open(bundle_root / "eval" / "metrics.csv") as f:
         metrics = {k: float(v) for k, v in csv.reader(f)}
@@ -70,12 +58,12 @@ def _digest(folder: Path) -> dict:
     return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def test_inference_writes_masks_beside_never_over_inputs(trained, tiny_demo):
+def test_inference_writes_masks_beside_never_over_inputs(trained, tiny_demo, tiny):
     bundle_root, _ = trained
     root, _ = tiny_demo
     inputs = _digest(root)
-    args = ["run", "inferring", "--config_file", configs("unet", "inference.json", "demo.json"),
-            "--bundle_root", str(bundle_root), "--image_size", "[64,64]", *_data_args(tiny_demo)]
+    args = ["run", "inferring", "--config_file", bundle_configs("unet", "inference.json", tiny=tiny),
+            "--bundle_root", str(bundle_root), *data_args(tiny_demo)]
     r = run_bundle(*args)
     assert r.returncode == 0, r.stdout[-3000:]
     outputs = sorted((bundle_root / "output").rglob("*.png"))
@@ -106,34 +94,13 @@ def test_saved_mask_orientation_matches_input(tmp_path):
     assert np.array_equal(np.asarray(Image.open(tmp_path / "o" / "x_seg.png")), arr)
 
 
-def test_verify_metadata_offline():
-    r = run_bundle("verify_metadata", "--meta_file", str(ROOT / "bundles/unet/configs/metadata.json"),
-                   "--filepath", str(ROOT / "schemas/meta_schema_20240725.json"))
-    assert r.returncode == 0 and "metadata is verified with no error" in r.stdout, r.stdout[-2000:]
-
-
-def test_verify_net_in_out():
-    r = run_bundle("verify_net_in_out", "network_def", "--meta_file", str(ROOT / "bundles/unet/configs/metadata.json"),
-                   "--config_file", configs("unet", "train.json"))
-    assert r.returncode == 0 and "data shape of network is verified with no error" in r.stdout, r.stdout[-2000:]
-
-
-def test_corrupt_image_stops_at_start_up(tiny_demo, tmp_path):
+def test_corrupt_image_stops_at_start_up(tiny_demo, tiny, tmp_path):
     root, datalist = tiny_demo
     data = tmp_path / "data"
     shutil.copytree(root, data)
     bad = data / "images" / "val_0001.png"
     bad.write_bytes(b"not a png at all")
-    r = run_bundle("run", "training", "--config_file", configs("unet", "train.json", "demo.json"),
-                   "--bundle_root", str(tmp_path / "b"), *SMALL, "--data_root", str(data), "--datalist", str(datalist))
+    r = run_bundle("run", "training", "--config_file", bundle_configs("unet", "train.json", tiny=tiny),
+                   "--bundle_root", str(tmp_path / "b"), "--data_root", str(data), "--datalist", str(datalist))
     assert r.returncode != 0 and "val_0001.png: unreadable image" in r.stdout
     assert not (tmp_path / "b" / "models").exists()
-
-
-def test_multi_gpu_config_runs_with_gloo_on_two_processes(tiny_demo, tmp_path):
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517"]
-    r = run_bundle("run", "training", "--config_file", configs("unet", "train.json", "demo.json", "multi_gpu_train.json"),
-                   "--bundle_root", str(tmp_path), "--epochs", "1", *SMALL, *_data_args(tiny_demo), launcher=torchrun)
-    assert r.returncode == 0, r.stdout[-3000:]
-    assert (tmp_path / "models" / "model.pt").is_file()
-    assert r.stdout.count("SupervisedTrainer - INFO - Epoch[1] Complete") == 2  # both ranks trained

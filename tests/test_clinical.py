@@ -92,13 +92,10 @@ def test_the_sentence_reaches_every_slice(tmp_path, segmenter):
     files, _ = write_ct_series(tmp_path / "ct", n=4)
     volume = load_dicom_series(files)
     x = torch.from_numpy(window(volume.array))[None, None]
-    from custom_nets.inferers import TextInferer
-    from monai.inferers import SliceInferer
 
-    def logits(text):
-        inferer = TextInferer(segmenter.text_encoder, SliceInferer(roi_size=x.shape[2:4], spatial_dim=2, sw_batch_size=3))
+    def logits(text):  # the bundle's own inferer (TextInferer around SliceWiseInferer), as the segmenter runs it
         with torch.no_grad():
-            return inferer(x, segmenter.network, text=text)
+            return segmenter.inferer(x, segmenter.network, text=text)
 
     a, b, none = logits(SENTENCE), logits("Unilateral pulmonary infection, one infected area, lower left lung."), logits(None)
     assert a.shape == (1, 1, *volume.array.shape)
@@ -208,11 +205,7 @@ def test_masks_land_where_the_image_is_in_every_path(tmp_path, segmenter, monkey
     from clinical_data import CT_STORAGE, DX_STORAGE, _base
     from pydicom.uid import generate_uid
 
-    from custom_nets.inferers import ResizingSliceNetwork
-
-    # replace the wrapper on the (plain) segmenter: monkeypatch cannot restore a torch submodule
-    monkeypatch.setattr(segmenter, "network", ResizingSliceNetwork(Brightness(), segmenter.network.image_size,
-                                                                   segmenter.network.in_channels))
+    monkeypatch.setattr(segmenter, "network", Brightness())
     picture = np.zeros((32, 48), np.uint16)  # rows x columns, bright block upper right
     picture[2:10, 30:46] = 255
     expected = picture > picture.mean()
@@ -297,7 +290,7 @@ def test_inference_config_volume_path_matches_the_clinical_segmenter(tmp_path, t
     write_nifti(tmp_path / "vol.nii.gz", shape=(40, 32, 4))
     network = TextShiftedBrightness()
     segmenter = BundleSegmenter(HIMIX, overrides, bundle_root=str(root), slice_batch=3)
-    segmenter.network.network = network
+    segmenter.network = network
     config_masks = {t: np.asarray(run_inference_config("himix", overrides, tmp_path / "vol.nii.gz", network, t)["pred"])
                     for t in (SENTENCE, "")}
     assert np.array_equal(config_masks[SENTENCE], segmenter.segment_volume(load_nifti(tmp_path / "vol.nii.gz"), SENTENCE))
@@ -323,3 +316,31 @@ def test_volume_inputs_that_cannot_be_segmented(tmp_path):
         dispatch({"image": torch.zeros(1, 2, 3, 4, 5)})
     with pytest.raises(ValueError, match=r"got shape \(1, 1, 2, 3, 4, 5\)"):
         SliceWiseInferer((8, 8), 1, SimpleInferer())(torch.zeros(1, 1, 2, 3, 4, 5), Brightness())
+
+
+def test_bundle_cli_and_infer_dicom_give_the_same_mask(tmp_path, tiny_bundle):
+    """One source of truth: a CT volume through ``python -m monai.bundle run inferring`` (the bundle config, as
+    MONAI Label runs it) and through ``scripts/infer_dicom.py`` (the clinical path) gives the same mask on the same
+    grid, with the trained (here random, tiny) network and the sentence."""
+    from conftest import run_bundle
+
+    root, overrides = tiny_bundle
+    studies = tmp_path / "studies"
+    affine = write_nifti(studies / "vol.nii.gz", shape=(40, 32, 5))
+    datalist = tmp_path / "datalist.json"
+    datalist.write_text(json.dumps({"test": [{"image": "vol.nii.gz", "text": SENTENCE}]}))
+    config_list = "[" + ",".join(f"'{HIMIX / 'configs' / f}'" for f in ["inference.json", *overrides[:-1]]) + f",'{overrides[-1]}']"
+    r = run_bundle("run", "inferring", "--config_file", config_list, "--bundle_root", str(root), "--data_root", str(studies),
+                   "--datalist", str(datalist), "--output_dir", str(tmp_path / "config_out"), "--output_ext", ".nii.gz")
+    assert r.returncode == 0, r.stdout[-3000:]
+    config_mask = nib.load(tmp_path / "config_out" / "vol_seg.nii.gz")
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "infer_dicom.py"), "--bundle", str(HIMIX), "--config", *overrides,
+                        "--bundle-root", str(root), "--input", str(studies), "--output", str(tmp_path / "clinical_out"),
+                        "--text", SENTENCE], cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert r.returncode == 0, r.stdout[-3000:]
+    [clinical_file] = (tmp_path / "clinical_out").rglob("seg.nii.gz")
+    clinical_mask = nib.load(clinical_file)
+    a, b = np.asarray(config_mask.dataobj), np.asarray(clinical_mask.dataobj)
+    assert a.shape == b.shape == (40, 32, 5) and set(np.unique(a)) <= {0, 1} and set(np.unique(b)) <= {0, 1}
+    assert np.allclose(config_mask.affine, affine) and np.allclose(clinical_mask.affine, affine)
+    assert 0 < b.sum() < b.size and np.array_equal(a, b), (int(a.sum()), int(b.sum()), int((a != b).sum()))

@@ -90,7 +90,7 @@ def test_dlfm_groups_and_weights():
     assert split_layers(6, 3) == [[0, 1], [2, 3], [4, 5]]
     with pytest.raises(ValueError):
         split_layers(2, 3)
-    dlfm = DynamicLayerFusion(num_layers=4, num_groups=2, hidden_size=8)
+    dlfm = DynamicLayerFusion(num_layers=4, num_groups=2, context_input_size=8)
     hidden = torch.arange(4.0)[None, :, None, None].expand(1, 4, 3, 8)  # layer j holds the value j
     t1, t2 = dlfm(hidden, torch.ones(1, 3))
     assert torch.allclose(t1, torch.full_like(t1, 0.5)) and torch.allclose(t2, torch.full_like(t2, 2.5))  # equal weights at init

@@ -21,7 +21,6 @@ from pydicom.uid import generate_uid
 from clinical_data import CT_STORAGE, DX_STORAGE, _base
 from custom_nets.clinical import BundleSegmenter
 from custom_nets.clinical.batch import discover, run_batch
-from custom_nets.inferers import ResizingSliceNetwork
 from custom_nets.transforms import check_volume_geometry, radiograph_to_network
 from test_clinical import HIMIX, SENTENCE, run_inference_config, tiny_bundle  # noqa: F401 - the module-scoped fixture
 
@@ -78,7 +77,7 @@ def world_dice(a: set, b: set) -> float:
 def segmenter(tiny_bundle):  # noqa: F811
     root, overrides = tiny_bundle
     s = BundleSegmenter(HIMIX, overrides, bundle_root=str(root), slice_batch=4)
-    s.network = ResizingSliceNetwork(LeftLungNetwork(), s.network.image_size, s.network.in_channels)
+    s.network = LeftLungNetwork()
     return s
 
 

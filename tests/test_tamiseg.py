@@ -7,8 +7,8 @@ from torch.nn import functional as F
 
 from custom_nets.backbones import FrozenViTTeacher
 from custom_nets.blocks import EfficientChannelAttention, SpatialAttention
-from custom_nets.engines import SemanticDistillation
-from custom_nets.losses import AuxiliaryLossSum, ConsistencyAwareLoss, SemanticDistillationLoss, consistency_loss
+from custom_nets.engines import DistillationTrainer
+from custom_nets.losses import ConsistencyAwareLoss, SemanticDistillationLoss, consistency_loss
 from custom_nets.backbones import initialize_encoder, load_encoder_weights
 from custom_nets.nets import ConsistencyAwareEncoder, TAMISeg
 
@@ -90,28 +90,45 @@ def test_distillation_loss_zero_when_aligned_and_matches_equation_7():
         SemanticDistillationLoss()([torch.randn(1, 4, 2, 2)], [torch.randn(1, 8, 2, 2)])
 
 
-def test_distillation_gradient_reaches_the_student_only():
+def _one_step(net, teacher, weight, loss_function=None):
+    """One DistillationTrainer iteration on a fixed batch; returns the engine's output and the batch."""
+    torch.manual_seed(4)
+    image, label = torch.randn(2, 1, 64, 64), (torch.rand(2, 1, 64, 64) > 0.7).float()
+    hidden, mask = _text()
+
+    def prepare_batch(batch, device=None, non_blocking=False, **_):
+        return batch["image"], batch["label"], (), {"text_hidden": hidden, "text_mask": mask}
+
+    trainer = DistillationTrainer(
+        device=torch.device("cpu"), max_epochs=1, train_data_loader=[{"image": image, "label": label}], network=net,
+        optimizer=torch.optim.SGD(net.parameters(), lr=0.0), loss_function=loss_function or DiceCELoss(sigmoid=True),
+        prepare_batch=prepare_batch, decollate=False, teacher=teacher, distill_weight=weight)
+    trainer.run()
+    return trainer, image, label, hidden, mask
+
+
+def test_distillation_trainer_adds_eq14_and_the_gradient_reaches_the_student_only():
     torch.manual_seed(3)
     net = tiny_net()
     teacher = FrozenViTTeacher("vit_small_patch16_dinov3", model_kwargs=TINY_TEACHER)
-    wrapper = SemanticDistillation(net, teacher, weight=0.5).train()
-    loss = AuxiliaryLossSum(DiceCELoss(sigmoid=True), wrapper)
-    image = torch.randn(2, 1, 64, 64)
-    logits = wrapper(image, *_text())
-    value = loss(logits, (torch.rand(2, 1, 64, 64) > 0.7).float())
-    value.backward()
-    assert wrapper.last_value is not None and wrapper.pop_auxiliary_loss() is None  # consumed once
+    trainer, image, label, hidden, mask = _one_step(net, teacher, 0.5)
+    out = trainer.state.output
+    # Eq. 14, recomputed outside the trainer: Lpred + lambda * Ldistill, the features the student gave
+    logits, features = net.train()(image, hidden, mask, return_features=True)
+    distill = SemanticDistillationLoss()(features, teacher(image))
+    assert torch.allclose(out["distill_loss"], distill) and "student_features" not in out
+    assert torch.allclose(out["loss"], DiceCELoss(sigmoid=True)(logits, label) + 0.5 * distill)
     assert all(p.grad is not None for p in net.projections.parameters())
     assert all(p.grad is None for p in teacher.parameters()) and not teacher.training
-    # the distillation term alone moves phi_i: its gradient is non-zero without the prediction loss
+    # the distillation term alone moves phi_i: with a prediction loss of 0, phi_i's gradient is not 0
     net.zero_grad()
-    wrapper(image, *_text())
-    wrapper.pop_auxiliary_loss().backward()
+    _one_step(net, teacher, 0.5, loss_function=lambda pred, target: (pred * 0).sum())
     assert net.projections[0][0].weight.grad.abs().sum() > 0
-    # eval mode, or weight 0: the student alone, no teacher call
-    wrapper.eval()
-    assert torch.equal(wrapper(image), net.eval()(image)) and wrapper.pop_auxiliary_loss() is None
-    assert SemanticDistillation(net, teacher, weight=0).teacher is None
+    # weight 0 or no teacher (ablation "distillation off", phase I): SupervisedTrainer, the teacher never runs
+    for args in ((teacher, 0.0), (None, 1.0)):
+        trainer = _one_step(net, *args)[0]
+        assert trainer.teacher is None and "distill_loss" not in trainer.state.output
+        assert torch.allclose(trainer.state.output["loss"], DiceCELoss(sigmoid=True)(net(image, hidden, mask), label))
     with pytest.raises(ValueError, match="has 2 blocks"):
         FrozenViTTeacher("vit_small_patch16_dinov3", model_kwargs={**TINY_TEACHER, "depth": 2})
 

@@ -85,7 +85,7 @@ class FrozenViTTeacher(nn.Module):
         self.num_layers = num_layers
         self.embed_dim: int = self.model.embed_dim
         self.model.requires_grad_(False)
-        self.model.eval()
+        self.eval()  # frozen: batch statistics and dropout stay off
 
     def train(self, mode: bool = True) -> FrozenViTTeacher:
         return super().train(False)  # frozen: batch statistics and dropout stay off

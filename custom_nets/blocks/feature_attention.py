@@ -13,7 +13,7 @@ class EfficientChannelAttention(nn.Module):
     adaptive kernel size ``k = |log2(C) / gamma + b / gamma|_odd``, sigmoid, channel re-weighting.
 
     Args:
-        channels: C.
+        in_channels: C, the channels of the feature map (the output has the same).
         gamma, b: the kernel-size rule of the ECA paper (2 and 1).
 
     Example:
@@ -21,9 +21,9 @@ class EfficientChannelAttention(nn.Module):
         torch.Size([2, 64, 8, 8])
     """
 
-    def __init__(self, channels: int, gamma: int = 2, b: int = 1) -> None:
+    def __init__(self, in_channels: int, gamma: int = 2, b: int = 1) -> None:
         super().__init__()
-        k = int(abs(math.log2(channels) / gamma + b / gamma))
+        k = int(abs(math.log2(in_channels) / gamma + b / gamma))
         k = k if k % 2 else k + 1
         self.conv = nn.Conv1d(1, 1, kernel_size=k, padding=k // 2, bias=False)
 

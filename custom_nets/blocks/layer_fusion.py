@@ -35,25 +35,31 @@ class DynamicLayerFusion(nn.Module):
     Args:
         num_layers: H, the hidden layers the text encoder returns.
         num_groups: M, the decoder stages.
-        hidden_size: D, the width of each text layer.
+        context_input_size: D, the width of each text layer (the text encoder's width).
 
     Returns (forward): a list of M tensors (B, L, D), group 1 (lowest layers) first.
 
     Example:
-        >>> dlfm = DynamicLayerFusion(num_layers=12, num_groups=3, hidden_size=32)
+        >>> dlfm = DynamicLayerFusion(num_layers=12, num_groups=3, context_input_size=32)
         >>> [t.shape for t in dlfm(torch.randn(2, 12, 7, 32), torch.ones(2, 7))]
         [torch.Size([2, 7, 32]), torch.Size([2, 7, 32]), torch.Size([2, 7, 32])]
     """
 
-    def __init__(self, num_layers: int, num_groups: int, hidden_size: int) -> None:
+    def __init__(self, num_layers: int, num_groups: int, context_input_size: int) -> None:
         super().__init__()
         self.groups = split_layers(num_layers, num_groups)
-        self.gate = nn.Linear(hidden_size, 1, bias=False)
+        self.gate = nn.Linear(context_input_size, 1, bias=False)
         nn.init.zeros_(self.gate.weight)  # start as a plain average inside each group
         self.layer_bias = nn.Parameter(torch.zeros(num_layers))
 
     def layer_logits(self, text_hidden: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
         """(B, H) logits alpha_j, one per layer."""
+        num_layers, width = self.layer_bias.shape[0], self.gate.in_features
+        if text_hidden.ndim != 4 or text_hidden.shape[1] != num_layers or text_hidden.shape[-1] != width:
+            raise ValueError(f"text_hidden must be (B, {num_layers}, L, {width}), got {tuple(text_hidden.shape)}")
+        if text_mask.shape != text_hidden.shape[:1] + text_hidden.shape[2:3]:
+            raise ValueError(f"text_mask must be (B, L) = {(text_hidden.shape[0], text_hidden.shape[2])}, "
+                             f"got {tuple(text_mask.shape)}")
         m = text_mask[:, None, :, None].to(text_hidden.dtype)
         pooled = (text_hidden * m).sum(2) / m.sum(2).clamp_min(1.0)  # (B, H, D)
         return self.gate(pooled).squeeze(-1) + self.layer_bias

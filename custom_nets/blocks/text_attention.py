@@ -31,20 +31,32 @@ class TextTokenProjection(nn.Module):
     the same sentence padded to any length gives the same L' tokens, and no padding is left to mask.
 
     Args:
-        text_width: D.
-        visual_width: C of the decoder stage.
+        hidden_size: C, the visual width of the decoder stage (the width of the projected tokens).
+        context_input_size: D, the width of the text tokens (W_t maps D -> C).
         max_tokens: L, the longest sentence accepted (the text encoder's ``max_length``).
         projected_tokens: L'; None keeps the L tokens (then the caller masks padding in attention).
+
+    Example:
+        >>> proj = TextTokenProjection(hidden_size=16, context_input_size=32, max_tokens=12, projected_tokens=6)
+        >>> tokens, mask = proj(torch.randn(2, 9, 32), torch.ones(2, 9))
+        >>> tokens.shape, mask.shape
+        (torch.Size([2, 6, 16]), torch.Size([2, 6]))
     """
 
-    def __init__(self, text_width: int, visual_width: int, max_tokens: int, projected_tokens: int | None) -> None:
+    def __init__(
+        self, hidden_size: int, context_input_size: int, max_tokens: int, projected_tokens: int | None
+    ) -> None:
         super().__init__()
         self.max_tokens = max_tokens
-        self.linear = nn.Linear(text_width, visual_width)  # W_t
+        self.linear = nn.Linear(context_input_size, hidden_size)  # W_t
         self.token_mix = nn.Conv1d(max_tokens, projected_tokens, 1) if projected_tokens else None
 
     def forward(self, text: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """text (B, L, D), mask (B, L) -> tokens (B, L' or L, C), mask of those tokens."""
+        """text (B, L, D), mask (B, L) with 1 = token -> tokens (B, L' or L, C), mask of those tokens."""
+        if text.ndim != 3 or text.shape[-1] != self.linear.in_features:
+            raise ValueError(f"text must be (B, L, {self.linear.in_features}), got {tuple(text.shape)}")
+        if mask.shape != text.shape[:2]:
+            raise ValueError(f"mask must be (B, L) = {tuple(text.shape[:2])}, got {tuple(mask.shape)}")
         tokens = self.linear(text) * mask[..., None].to(text.dtype)
         if self.token_mix is None:
             return torch.relu(tokens), mask
@@ -66,25 +78,40 @@ class TextGuidedAttentionLayer(nn.Module):
     which the HiMix code builds: attention alone is blind to where a token is, and report text is about place).
 
     Args:
-        hidden_size: C, visual and projected text width.
-        num_heads: attention heads.
+        hidden_size: C, the visual width; the text tokens come already projected to C
+            (:class:`TextTokenProjection`), so there is no separate ``context_input_size``.
+        num_heads: attention heads (must divide C).
         mlp_ratio: MLP hidden width / C.
-        dropout: attention and MLP dropout.
+        dropout_rate: attention and MLP dropout.
+
+    Example:
+        >>> layer = TextGuidedAttentionLayer(hidden_size=16, num_heads=2)
+        >>> layer(torch.randn(2, 64, 16), torch.randn(2, 5, 16), torch.ones(2, 5), sinusoidal_2d(8, 8, 16)).shape
+        torch.Size([2, 64, 16])
     """
 
-    def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0) -> None:
+    def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float = 4.0, dropout_rate: float = 0.0) -> None:
         super().__init__()
-        self.cross_attn = nn.MultiheadAttention(hidden_size, num_heads, dropout=dropout, batch_first=True)
-        self.self_attn = nn.MultiheadAttention(hidden_size, num_heads, dropout=dropout, batch_first=True)
+        self.cross_attn = nn.MultiheadAttention(hidden_size, num_heads, dropout=dropout_rate, batch_first=True)
+        self.self_attn = nn.MultiheadAttention(hidden_size, num_heads, dropout=dropout_rate, batch_first=True)
         self.norm_ca = nn.LayerNorm(hidden_size)
         self.norm_sa = nn.LayerNorm(hidden_size)
-        self.mlp = MLPBlock(hidden_size, int(hidden_size * mlp_ratio), dropout_rate=dropout, act="GELU")
+        self.mlp = MLPBlock(hidden_size, int(hidden_size * mlp_ratio), dropout_rate=dropout_rate, act="GELU")
         self.beta_ca = nn.Parameter(torch.tensor(0.1))
         self.beta_sa = nn.Parameter(torch.tensor(0.1))
         self.beta_mlp = nn.Parameter(torch.tensor(0.1))
 
     def forward(self, visual: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """visual (B, N, C), text (B, L, C), text_mask (B, L) with 1 = token, pos (N, C) -> (B, N, C)."""
+        if visual.ndim != 3 or visual.shape[-1] != self.cross_attn.embed_dim:
+            raise ValueError(f"visual must be (B, N, {self.cross_attn.embed_dim}), got {tuple(visual.shape)}")
+        b, n, c = visual.shape
+        if text.ndim != 3 or text.shape[0] != b or text.shape[-1] != c:
+            raise ValueError(f"text must be ({b}, L, {c}) (projected to the visual width), got {tuple(text.shape)}")
+        if text_mask.shape != text.shape[:2]:
+            raise ValueError(f"text_mask must be (B, L) = {tuple(text.shape[:2])}, got {tuple(text_mask.shape)}")
+        if pos.shape != (n, c):
+            raise ValueError(f"pos must be (N, C) = {(n, c)}, got {tuple(pos.shape)}")
         pad = text_mask == 0
         ca, _ = self.cross_attn(visual + pos, text, text, key_padding_mask=pad, need_weights=False)
         x = visual + self.beta_ca * self.norm_ca(ca)
@@ -139,27 +166,34 @@ class TextCrossAttention(nn.Module):
     left lung"), and attention from content alone cannot tell where a token is.
 
     Args:
-        visual_width: C of the feature map (and of the attention).
-        text_width: D of the text tokens (W_k, W_v map D -> C).
+        hidden_size: C, the visual (query) width: channels of the feature map and width of the attention.
+        context_input_size: D, the width of the text tokens (keys and values; W_k, W_v map D -> C).
         num_heads: attention heads (must divide C).
-        dropout: attention dropout.
+        dropout_rate: attention dropout.
         positional: add the 2D sine code to the queries (C must be a multiple of 4).
 
     Example:
-        >>> TextCrossAttention(64, 32, 4)(torch.randn(2, 64, 8, 8), torch.randn(2, 9, 32), torch.ones(2, 9)).shape
+        >>> cma = TextCrossAttention(hidden_size=64, context_input_size=32, num_heads=4)
+        >>> cma(torch.randn(2, 64, 8, 8), torch.randn(2, 9, 32), torch.ones(2, 9)).shape
         torch.Size([2, 64, 8, 8])
     """
 
-    def __init__(self, visual_width: int, text_width: int, num_heads: int, dropout: float = 0.0,
+    def __init__(self, hidden_size: int, context_input_size: int, num_heads: int, dropout_rate: float = 0.0,
                  positional: bool = True) -> None:
         super().__init__()
         self.positional = positional
-        self.norm = nn.LayerNorm(visual_width)
-        self.attn = nn.MultiheadAttention(visual_width, num_heads, dropout=dropout, kdim=text_width,
-                                          vdim=text_width, batch_first=True)
+        self.norm = nn.LayerNorm(hidden_size)
+        self.attn = nn.MultiheadAttention(hidden_size, num_heads, dropout=dropout_rate, kdim=context_input_size,
+                                          vdim=context_input_size, batch_first=True)
 
     def forward(self, feature: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
         """feature (B, C, H, W), text (B, L, D), text_mask (B, L) with 1 = token -> (B, C, H, W)."""
+        if feature.ndim != 4 or feature.shape[1] != self.attn.embed_dim:
+            raise ValueError(f"feature must be (B, {self.attn.embed_dim}, H, W), got {tuple(feature.shape)}")
+        if text.ndim != 3 or text.shape[0] != feature.shape[0] or text.shape[-1] != self.attn.kdim:
+            raise ValueError(f"text must be ({feature.shape[0]}, L, {self.attn.kdim}), got {tuple(text.shape)}")
+        if text_mask.shape != text.shape[:2]:
+            raise ValueError(f"text_mask must be (B, L) = {tuple(text.shape[:2])}, got {tuple(text_mask.shape)}")
         b, c, h, w = feature.shape
         queries = self.norm(feature.flatten(2).transpose(1, 2))
         if self.positional:

@@ -1,11 +1,13 @@
 """Run a trained bundle on clinical inputs: CT volumes slice by slice, radiographs whole.
 
-The bundle's ``inference.json`` (plus override files, e.g. ``demo.json``) gives the network, the text
-encoder, ``image_size`` and ``in_channels``; the checkpoint is ``<bundle_root>/models/model.pt``. Each slice
-is normalised as in training (per channel), resized to the training size, segmented, and the logits are
-resized back, so the mask has the source's exact grid (:class:`~custom_nets.inferers.SliceWiseInferer`, the
-same path MONAI Label's app takes for volumes); :class:`~custom_nets.inferers.TextInferer` encodes the study's
-sentence once and gives it to every slice.
+The bundle's own ``inference.json`` (plus override files, e.g. ``demo.json``) is the pipeline: its
+``prepare_image`` (``preprocessing`` after loading: orientation and CT window for volumes, channels,
+normalisation and resize for images), its ``inferer`` (:class:`~custom_nets.inferers.TextInferer` around
+:class:`~custom_nets.inferers.SliceWiseInferer`) and its ``mask_postprocessing`` (sigmoid, ``Invertd`` back onto
+the source grid, threshold) run here exactly as ``python -m monai.bundle run inferring`` and MONAI Label run them,
+so a change to a bundle's preprocessing changes every way of using it. What this module adds is the clinical
+side: DICOM/NIfTI reading, a radiograph's PatientOrientation, refusals, and :attr:`BundleSegmenter.made_with`.
+The checkpoint is ``<bundle_root>/models/model.pt``.
 """
 
 from __future__ import annotations
@@ -20,16 +22,19 @@ import numpy as np
 import torch
 from monai.bundle import ConfigParser
 from monai.data import MetaTensor
-from monai.inferers import SimpleInferer
+from monai.inferers import Inferer
+from monai.transforms import Compose
 
 from custom_nets.bundle import config_files
 from custom_nets.clinical.io import ClinicalInputError, Radiograph, Volume
-from custom_nets.inferers import ResizingSliceNetwork, SliceWiseInferer, TextInferer
-from custom_nets.transforms.intensity import LUNG_WINDOW, ct_window_range, window
-from custom_nets.transforms.orientation import NetworkOrientationd, radiograph_to_network
+from custom_nets.inferers import TextInferer
+from custom_nets.transforms.intensity import LUNG_WINDOW, ct_window_range
+from custom_nets.transforms.orientation import radiograph_to_network
 
 #: DICOM ViewPosition values of lateral chest projections
 LATERAL_VIEWS = ("LL", "RL", "LLD", "RLD", "LAT")
+#: the keys of ``inference.json`` the clinical path runs (``preprocessing`` = ``load_image`` + ``prepare_image``)
+PIPELINE_KEYS = ("network_def", "prepare_image", "inferer", "mask_postprocessing")
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -67,9 +72,15 @@ class BundleSegmenter:
             raise ValueError(f"slice batch must be a whole number >= 1, got {slice_batch!r}")
         parser = ConfigParser()
         parser.read_config([str(f) for f in files])
-        # what the bundle's settings are, the device aside (it changes no mask beyond rounding)
+        missing = [k for k in PIPELINE_KEYS if k not in parser]
+        if missing:
+            raise ValueError(f"{files[0]}: the bundle's inference config has no {missing}; the clinical path runs the "
+                             f"bundle's own {list(PIPELINE_KEYS)}")
+        # what the bundle's settings are, the device, window and slice batch aside (recorded on their own)
         config_digest = hashlib.sha256(json.dumps(parser.get(), sort_keys=True, default=str).encode()).hexdigest()
-        parser["device"] = str(device)
+        self.ct_window, self.slice_batch = tuple(float(v) for v in ct_window), slice_batch
+        parser["displayable_configs#ct_window_centre"], parser["displayable_configs#ct_window_width"] = self.ct_window
+        parser["slice_batch"], parser["device"] = slice_batch, str(device)
         checkpoint = Path(checkpoint or Path(bundle_root or bundle) / "models" / "model.pt")
         if not checkpoint.is_file():
             raise FileNotFoundError(f"checkpoint not found: {checkpoint} (train the bundle, or pass --checkpoint)")
@@ -85,39 +96,42 @@ class BundleSegmenter:
             raise ValueError(f"checkpoint {checkpoint} does not fit the {bundle.name} network built from "
                              f"{[f.name for f in files]} ({type(e).__name__}: {reason}); was it trained with other "
                              "config overrides (--config)?") from None
-        self.network = ResizingSliceNetwork(network, parser.get_parsed_content("image_size"),
-                                            parser.get_parsed_content("in_channels")).eval()
-        self.text_encoder = parser.get_parsed_content("text_encoder") if parser.get("text_encoder") else None
-        self.ct_window, self.slice_batch = tuple(float(v) for v in ct_window), slice_batch
+        self.network = network
+        self.prepare_image: Compose = parser.get_parsed_content("prepare_image")
+        self.inferer: Inferer = parser.get_parsed_content("inferer")
+        self.mask_postprocessing: Compose = parser.get_parsed_content("mask_postprocessing")
         self.made_with = {"bundle": self.name, "version": self.version, "checkpoint_sha256": file_sha256(checkpoint),
                           "config_sha256": config_digest, "ct_window": list(self.ct_window)}
 
-    def _inferer(self, inner) -> TextInferer:
-        return TextInferer(self.text_encoder, inner)
-
     @torch.no_grad()
-    def segment_volume(self, volume: Volume, text: str | None = None, windowed: bool = True) -> np.ndarray:
-        """A uint8 0/1 mask of the volume's shape, on its grid; ``windowed=False`` for volumes already in 0..255.
-
-        The volume goes to the network in the networks' orientation (:class:`~custom_nets.transforms.NetworkOrientationd`,
-        from its affine), and the mask comes back onto the stored grid; an oblique or non-axial volume is refused.
-        """
-        array = window(volume.array, *self.ct_window) if windowed else volume.array.astype(np.float32)
-        orient = NetworkOrientationd("image")
-        image = MetaTensor(torch.from_numpy(array)[None], affine=torch.as_tensor(volume.affine, dtype=torch.float64),
-                           meta={"filename_or_obj": volume.source})
+    def _segment(self, image: MetaTensor, text: str | None) -> MetaTensor:
+        """The bundle's pipeline on one loaded image (channel first): a 0/1 mask on the image's own grid."""
         try:
-            oriented = orient({"image": image})["image"]
-        except ValueError as e:
-            raise ClinicalInputError(str(e)) from None
-        slices = SliceWiseInferer(self.network.image_size, self.network.in_channels, slice_batch=self.slice_batch)
-        logits = self._inferer(slices)(oriented.as_tensor()[None].to(self.device), self.network.network, text=text)
-        pred = MetaTensor((logits[0] > 0).to(torch.uint8).cpu(), affine=oriented.affine,  # sigmoid(logit) > 0.5
-                          applied_operations=list(oriented.applied_operations))
-        mask = orient.inverse({"image": pred})["image"]
-        return mask.as_tensor()[0].numpy().astype(np.uint8)
+            data = self.prepare_image({"image": image})
+        except (RuntimeError, ValueError) as e:  # MONAI's Compose wraps a transform's error in RuntimeError
+            cause = e
+            while isinstance(cause, RuntimeError) and cause.__cause__ is not None:
+                cause = cause.__cause__
+            if isinstance(cause, ValueError):  # e.g. an oblique volume (NetworkOrientationd), a 4D array
+                raise ClinicalInputError(str(cause)) from None
+            raise
+        # a bundle without text (the image-only baseline) has no TextInferer: the sentence is not used
+        text_kwargs = {"text": text} if isinstance(self.inferer, TextInferer) else {}
+        data["pred"] = self.inferer(data["image"][None].to(self.device), self.network, **text_kwargs)[0].cpu()
+        return self.mask_postprocessing(data)["pred"]
 
-    @torch.no_grad()
+    def segment_volume(self, volume: Volume, text: str | None = None) -> np.ndarray:
+        """A uint8 0/1 mask of the volume's shape, on its grid (HU in, the bundle's CT window applied).
+
+        The volume goes to the network in the networks' orientation (the config's
+        :class:`~custom_nets.transforms.NetworkOrientationd`, from its affine), and the mask comes back onto the
+        stored grid; an oblique or non-axial volume is refused.
+        """
+        image = MetaTensor(torch.from_numpy(np.asarray(volume.array, np.float32))[None],
+                           affine=torch.as_tensor(volume.affine, dtype=torch.float64),
+                           meta={"filename_or_obj": volume.source})
+        return self._segment(image, text).as_tensor()[0].numpy().astype(np.uint8)
+
     def segment_radiograph(self, image: Radiograph, text: str | None = None) -> np.ndarray:
         """A uint8 0/1 mask (X, Y) of the radiograph's stored pixels.
 
@@ -133,6 +147,6 @@ class BundleSegmenter:
             array, back = radiograph_to_network(image.array, orientation, image.source)
         except ValueError as e:
             raise ClinicalInputError(str(e)) from None
-        x = torch.from_numpy(array)[None, None].to(self.device)
-        logits = self._inferer(SimpleInferer())(x, self.network, text=text)
-        return np.ascontiguousarray(back((logits[0, 0] > 0).to(torch.uint8).cpu().numpy()))
+        loaded = MetaTensor(torch.from_numpy(np.asarray(array, np.float32))[None], meta={"filename_or_obj": image.source})
+        mask = self._segment(loaded, text).as_tensor()[0].numpy().astype(np.uint8)
+        return np.ascontiguousarray(back(mask))

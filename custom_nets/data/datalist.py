@@ -140,8 +140,23 @@ def load_datalist(
         allow_outside_data_root: accept paths that lead out of ``data_root`` (``../x.png``, absolute paths);
             by default they are problems, so a datalist cannot reach files elsewhere unasked.
 
-    Example:
-        >>> items = load_datalist("datalists/demo.json", "data/demo", "validation")  # doctest: +SKIP
+    Example (a small demo data set in a temporary folder):
+        >>> import tempfile
+        >>> from custom_nets.data.demo import write_demo_dataset
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> root, datalist = os.path.join(tmp.name, "demo"), os.path.join(tmp.name, "demo.json")
+        >>> _ = write_demo_dataset(root, datalist, n_train=2, n_val=1, n_test=1, size=32)
+        >>> items = load_datalist(datalist, root, "validation")
+        >>> len(items), items[0]["image"] == os.path.join(root, "images", "val_0000.png")
+        (1, True)
+        >>> os.remove(items[0]["label"])  # a missing mask stops the run at start-up, naming the item
+        >>> try:
+        ...     load_datalist(datalist, root, "validation")
+        ... except DatalistError as e:
+        ...     print(str(e).replace(tmp.name, "<tmp>"))
+        <tmp>/demo.json ['validation']: 1 problem(s):
+          <tmp>/demo.json ['validation'][0]: file of key 'label' not found: <tmp>/demo/masks/val_0000.png
+        >>> tmp.cleanup()
     """
     datalist = os.fspath(datalist)
     if not os.path.isfile(datalist):

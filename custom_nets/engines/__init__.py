@@ -1,12 +1,13 @@
-from .distillation import SemanticDistillation
+from .distillation import DISTILL_LOSS, DistillationTrainer
 from .metrics import EmptyAwareMetric, empty_ground_truth
 from .prepare_batch import PrepareBatchWithPerturbedView, PrepareBatchWithSentences, PrepareBatchWithText
 
 __all__ = [
+    "DISTILL_LOSS",
+    "DistillationTrainer",
     "EmptyAwareMetric",
     "PrepareBatchWithPerturbedView",
     "PrepareBatchWithSentences",
     "PrepareBatchWithText",
-    "SemanticDistillation",
     "empty_ground_truth",
 ]

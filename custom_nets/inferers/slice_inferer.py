@@ -51,10 +51,16 @@ class SliceWiseInferer(Inferer):
         inferer: the inferer for 2D inputs (default ``SimpleInferer``).
         slice_batch: slices per forward pass (memory against speed).
 
-    Example:
-        >>> inferer = SliceWiseInferer((224, 224), 3, SlidingWindowInferer((224, 224)))  # doctest: +SKIP
-        >>> inferer(torch.rand(1, 1, 512, 512, 40) * 255, network).shape  # doctest: +SKIP
-        torch.Size([1, 1, 512, 512, 40])
+    Example (a tiny 2D network trained at 64 x 64; the volume keeps its own grid):
+        >>> from monai.inferers import SlidingWindowInferer
+        >>> from custom_nets.nets import ImageOnlyUNet
+        >>> network = ImageOnlyUNet(in_channels=3, features=(8, 8, 16, 32, 64, 8)).eval()
+        >>> inferer = SliceWiseInferer((64, 64), 3, SlidingWindowInferer((64, 64)))
+        >>> with torch.no_grad():
+        ...     inferer(torch.rand(1, 1, 100, 90, 3) * 255, network).shape  # a volume, slice by slice
+        ...     inferer(torch.randn(2, 3, 64, 64), network).shape  # a 2D image batch, through the 2D inferer
+        torch.Size([1, 1, 100, 90, 3])
+        torch.Size([2, 1, 64, 64])
     """
 
     def __init__(self, image_size: Sequence[int], in_channels: int, inferer: Inferer | None = None,

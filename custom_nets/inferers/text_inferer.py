@@ -29,9 +29,16 @@ class TextInferer(Inferer):
         prompt: default sentence when a call gives none (e.g. ``"@displayable_configs#prompt"``); empty or
             None means no text.
 
-    Example:
-        >>> inferer = TextInferer(TextEncoder("tiny-random-bert"), SimpleInferer())  # doctest: +SKIP
-        >>> logits = inferer(image, network, text=["Unilateral pulmonary infection, ..."])  # doctest: +SKIP
+    Example (a random 4-layer, 32-wide BERT and a tiny HiMix, offline; a ``None`` sentence runs the null text):
+        >>> from custom_nets.nets import HiMix
+        >>> network = HiMix(in_channels=1, backbone_kwargs={"depths": (1, 1, 1, 1), "dims": (16, 32, 64, 128)},
+        ...                 text_hidden_size=32, text_num_layers=4, num_heads=2).eval()
+        >>> inferer = TextInferer(TextEncoder("tiny-random-bert", max_length=24), SimpleInferer())
+        >>> text = ["Unilateral pulmonary infection, one infected area, upper left lung.", None]
+        >>> with torch.no_grad():
+        ...     logits = inferer(torch.randn(2, 1, 64, 64), network, text=text)
+        >>> logits.shape
+        torch.Size([2, 1, 64, 64])
     """
 
     def __init__(self, text_encoder: TextEncoder | None, inferer: Inferer | None = None, prompt: str | None = None) -> None:

@@ -1,6 +1,6 @@
 """Method-specific loss terms, on top of ``monai.losses``."""
 
 from .consistency import ConsistencyAwareLoss, consistency_loss
-from .distillation import AuxiliaryLossSum, SemanticDistillationLoss
+from .distillation import SemanticDistillationLoss
 
-__all__ = ["AuxiliaryLossSum", "ConsistencyAwareLoss", "SemanticDistillationLoss", "consistency_loss"]
+__all__ = ["ConsistencyAwareLoss", "SemanticDistillationLoss", "consistency_loss"]

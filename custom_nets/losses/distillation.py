@@ -1,8 +1,8 @@
-"""TAMISeg's semantic encoder distillation loss (Sec. II-C, Eq. 7), and a loss that adds such a term."""
+"""TAMISeg's semantic encoder distillation loss (Sec. II-C, Eq. 7)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -34,24 +34,3 @@ class SemanticDistillationLoss(nn.Module):
             total = total + cos.sum()
             count += cos.numel()
         return 1.0 - total / count
-
-
-class AuxiliaryLossSum(nn.Module):
-    """``loss(pred, target) + source.pop_auxiliary_loss()``: adds a term that the network computed during its
-    forward pass (e.g. :class:`custom_nets.engines.SemanticDistillation`) to a MONAI trainer's loss, which only
-    sees predictions and labels.
-
-    Args:
-        loss: the prediction loss (e.g. ``DiceCELoss(sigmoid=True)``).
-        source: object with ``pop_auxiliary_loss() -> Tensor | None``.
-    """
-
-    def __init__(self, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], source: nn.Module) -> None:
-        super().__init__()
-        self.loss = loss
-        self.source = [source]  # a list: not registered as a submodule (it is the trainer's network)
-
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        value = self.loss(pred, target)
-        aux = self.source[0].pop_auxiliary_loss()
-        return value if aux is None else value + aux

@@ -45,24 +45,38 @@ from custom_nets.blocks import (
 
 
 class HiMixDecoderStage(nn.Module):
-    """One decoder stage m (Eqs. 2-8): ASRM, text-guided attention, upsampling with the skip feature f_m."""
+    """One decoder stage m (Eqs. 2-8): ASRM, text-guided attention, upsampling with the skip feature f_m.
+
+    Args:
+        spatial_dims: 2.
+        in_channels: C, the width of d_{m+1}; the blocks' ``hidden_size`` (visual width).
+        skip_channels: the width of f_m (and of the stage's output).
+        context_input_size: D, the text width (HiMix's ``text_hidden_size``).
+        max_text_tokens: L, the longest accepted sentence.
+        projected_tokens: L' of Eq. 2, or None.
+        num_heads: attention heads (must divide C).
+        use_asrm: apply ASRM (Eq. 3).
+        dropout_rate: attention and MLP dropout.
+    """
 
     def __init__(
         self,
         spatial_dims: int,
         in_channels: int,
         skip_channels: int,
-        text_width: int,
+        context_input_size: int,
         max_text_tokens: int,
         projected_tokens: int | None,
         num_heads: int,
         use_asrm: bool,
-        dropout: float,
+        dropout_rate: float,
     ) -> None:
         super().__init__()
         self.asrm = GaussianSpectrumRefinement() if use_asrm else nn.Identity()
-        self.text_projection = TextTokenProjection(text_width, in_channels, max_text_tokens, projected_tokens)
-        self.attention = TextGuidedAttentionLayer(in_channels, num_heads, dropout=dropout)
+        self.text_projection = TextTokenProjection(hidden_size=in_channels, context_input_size=context_input_size,
+                                                   max_tokens=max_text_tokens, projected_tokens=projected_tokens)
+        self.attention = TextGuidedAttentionLayer(hidden_size=in_channels, num_heads=num_heads,
+                                                  dropout_rate=dropout_rate)
         self.up = UnetrUpBlock(spatial_dims, in_channels, skip_channels, kernel_size=3, upsample_kernel_size=2,
                                norm_name="BATCH", res_block=True)
 
@@ -86,14 +100,14 @@ class HiMix(nn.Module):
         backbone: timm name of the image encoder (the paper: ConvNeXt-Tiny, ``convnext_tiny``).
         pretrained: see :func:`custom_nets.backbones.create_image_encoder`.
         backbone_kwargs: extra ``timm.create_model`` arguments (reduced encoders for CPU runs and tests).
-        text_hidden_size: D, the text encoder's width (768 for CXR-BERT).
+        text_hidden_size: D, the text encoder's width (768 for CXR-BERT); the blocks' ``context_input_size``.
         text_num_layers: H, the hidden layers it returns (12 for CXR-BERT).
         max_text_tokens: L, longest accepted sentence in tokens (the encoder's ``max_length``).
         projected_tokens: L' of Eq. 2; None keeps the sentence's tokens and masks padding in attention.
-        num_heads: attention heads in every decoder stage (must divide the stage widths).
+        num_heads: attention heads in every decoder stage (must divide the stage widths, the blocks' ``hidden_size``).
         use_dlfm: mix all text layers per stage (DLFM); False uses the last layer everywhere (ablation).
         use_asrm: spectrum refinement in every stage (ASRM); False skips it (ablation).
-        dropout: attention/MLP dropout.
+        dropout: attention/MLP dropout (the blocks' ``dropout_rate``).
 
     Forward: ``image`` (B, in_channels, H, W), ``text_hidden`` (B, text_num_layers, L, D) or None,
     ``text_mask`` (B, L) or None -> logits (B, out_channels, H, W). H and W must be multiples of 32.
@@ -131,12 +145,16 @@ class HiMix(nn.Module):
             raise ValueError(f"expected a 4-stage image encoder, {backbone} gives {len(widths)} stages")
         self.text_num_layers = text_num_layers
         num_stages = len(widths) - 1  # M decoder stages, f_4 is d_{M+1}
-        self.layer_fusion = DynamicLayerFusion(text_num_layers, num_stages, text_hidden_size) if use_dlfm else None
+        self.layer_fusion = DynamicLayerFusion(
+            num_layers=text_num_layers, num_groups=num_stages, context_input_size=text_hidden_size
+        ) if use_dlfm else None
         self.null_text = nn.Parameter(torch.randn(text_hidden_size) * 0.02)
         # stages[0] is the first (coarsest) decoder stage: f_4 -> f_3, text group M
         self.stages = nn.ModuleList(
-            HiMixDecoderStage(spatial_dims, widths[i + 1], widths[i], text_hidden_size, max_text_tokens,
-                              projected_tokens, num_heads, use_asrm, dropout)
+            HiMixDecoderStage(spatial_dims, in_channels=widths[i + 1], skip_channels=widths[i],
+                              context_input_size=text_hidden_size, max_text_tokens=max_text_tokens,
+                              projected_tokens=projected_tokens, num_heads=num_heads, use_asrm=use_asrm,
+                              dropout_rate=dropout)
             for i in reversed(range(num_stages))
         )
         self.head = nn.Sequential(

@@ -8,7 +8,7 @@ Blocks and where they come from in the paper:
     - Semantic Encoder Distillation (SED), Sec. II-C: a light MLP phi_i per stage maps f_i to the teacher's
       width; Eq. 7 (:class:`custom_nets.losses.SemanticDistillationLoss`) pulls phi_i(f_i) toward a frozen
       DINOv3's patch features (:class:`custom_nets.backbones.FrozenViTTeacher`, training only, through
-      :class:`custom_nets.engines.SemanticDistillation`); f_hat_i = phi_i(f_i);
+      :class:`custom_nets.engines.DistillationTrainer`); f_hat_i = phi_i(f_i);
     - Cross-modal Alignment (CMA), Sec. II-D, Eq. 8: visual queries, text keys/values
       (:class:`~custom_nets.blocks.TextCrossAttention`) give ft_1..ft_4;
     - Scale-Adaptive Decoder (SAD), Sec. II-E: three branches over (ft_1, ft_2), (ft_2, ft_3), (ft_3, ft_4)
@@ -136,7 +136,7 @@ class ScaleBranch(nn.Module):
         self.c2 = _conv(out_channels, out_channels, 3, act=False)
         self.c3 = _conv(out_channels, out_channels, 3, act=False)
         self.c4 = _conv(out_channels, out_channels, 1, act=False)
-        self.eca = EfficientChannelAttention(out_channels)
+        self.eca = EfficientChannelAttention(in_channels=out_channels)
         self.spatial = SpatialAttention()
 
     def forward(self, fine: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
@@ -159,13 +159,13 @@ class TAMISeg(nn.Module):
             afterwards with :func:`load_encoder_weights`.
         backbone_kwargs: extra ``timm.create_model`` arguments (reduced encoders for CPU runs and tests).
         feature_width: D, width of f_hat_i = phi_i(f_i); equals the teacher's width when distilling (384 for
-            DINOv3 ViT-S/16).
+            DINOv3 ViT-S/16); the cross-attention's ``hidden_size`` (query width).
         decoder_width: width of the SAD branches (128, as in ConDSeg's decoder).
-        text_hidden_size: the text encoder's width (768 for CXR-BERT).
+        text_hidden_size: the text encoder's width (768 for CXR-BERT); the cross-attention's ``context_input_size``.
         num_heads: heads of the cross-modal attention (must divide ``feature_width``).
         use_text: False skips the cross-modal alignment (ft_i = f_hat_i; ablation "text off").
         freeze_encoder: keep the CAE's weights and batch-norm statistics fixed (the "frozen CAE" reading).
-        dropout: attention dropout.
+        dropout: attention dropout (the cross-attention's ``dropout_rate``).
 
     Forward: ``image`` (B, in_channels, H, W), ``text_hidden`` (B, layers, L, text_hidden_size) or None,
     ``text_mask`` (B, L) or None -> logits (B, out_channels, H, W); H and W multiples of 16. With
@@ -209,7 +209,9 @@ class TAMISeg(nn.Module):
         # learned null text; absent with text off (an unused parameter would also stall DDP)
         self.null_text = nn.Parameter(torch.randn(text_hidden_size) * 0.02) if use_text else None
         self.alignment = nn.ModuleList(
-            TextCrossAttention(feature_width, text_hidden_size, num_heads, dropout) for _ in widths
+            TextCrossAttention(hidden_size=feature_width, context_input_size=text_hidden_size, num_heads=num_heads,
+                               dropout_rate=dropout)
+            for _ in widths
         ) if use_text else None
         # SAD: small, medium, large branches (Eqs. 9-11), fusion and head (Eqs. 12-13)
         self.branches = nn.ModuleList(ScaleBranch(feature_width, decoder_width) for _ in range(3))

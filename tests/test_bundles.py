@@ -1,0 +1,116 @@
+"""The checks every bundle must pass, run over every bundle in ``tests/bundle_cases.py``, as a user runs them
+(``python -m monai.bundle`` and the scripts in subprocesses, tiny encoders, the tiny demo data set):
+metadata and network shapes verified offline, training (every phase), evaluation, inference, training under
+``torchrun`` with two gloo processes, and TorchScript export that reloads without this package.
+
+A bundle's own behaviour (TAMISeg's phases, HiMix's text-sensitivity script, UNet's refusals) is tested in
+``tests/test_bundle_<name>.py``.
+"""
+
+import csv
+import json
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bundle_cases import BUNDLES
+from conftest import ROOT, bundle_configs, data_args, run_bundle
+
+pytestmark = pytest.mark.slow
+NAMES = sorted(BUNDLES)
+
+
+def test_every_bundle_is_listed():
+    """A bundle under bundles/ that the table does not list would escape every check below."""
+    shipped = sorted(p.parent.parent.name for p in (ROOT / "bundles").glob("*/configs/metadata.json"))
+    assert shipped == NAMES, f"add the missing bundles to tests/bundle_cases.py: {sorted(set(shipped) - set(NAMES))}"
+
+
+@pytest.mark.parametrize("bundle", NAMES)
+def test_verify_metadata_offline(bundle):
+    r = run_bundle("verify_metadata", "--meta_file", str(ROOT / "bundles" / bundle / "configs" / "metadata.json"),
+                   "--filepath", str(ROOT / "schemas/meta_schema_20240725.json"))
+    assert r.returncode == 0 and "metadata is verified with no error" in r.stdout, r.stdout[-2000:]
+
+
+@pytest.mark.parametrize("bundle", NAMES)
+def test_verify_net_in_out_at_full_size(bundle):
+    """The full network of train.json (not the tiny one) against metadata's network_data_format."""
+    r = run_bundle("verify_net_in_out", "network_def", "--meta_file", str(ROOT / "bundles" / bundle / "configs" / "metadata.json"),
+                   "--config_file", bundle_configs(bundle, "train.json"))
+    assert r.returncode == 0 and "data shape of network is verified with no error" in r.stdout, r.stdout[-2000:]
+
+
+@pytest.mark.parametrize("bundle", NAMES)
+def test_training_writes_a_plain_checkpoint_and_logs(bundle, trained_bundle):
+    root, logs = trained_bundle(bundle)
+    state = torch.load(root / "models" / "model.pt", weights_only=True)
+    assert state and all(isinstance(v, torch.Tensor) for v in state.values())  # the network's state_dict only
+    assert not any(k.startswith(("module.", "student.", "teacher.")) for k in state)  # no wrapper, no teacher
+    assert list((root / "logs").glob("events.out.tfevents.*"))
+    assert all("val_mean_dice" in log for log in logs) and f"Epoch[{BUNDLES[bundle].epochs}] Complete" in logs[-1]
+
+
+@pytest.mark.parametrize("bundle", NAMES)
+def test_evaluate_writes_metrics(bundle, trained_bundle, tiny_demo, tiny_overrides, tmp_path):
+    root, _ = trained_bundle(bundle)
+    r = run_bundle("run", "evaluating", "--config_file",
+                   bundle_configs(bundle, "train.json", "evaluate.json", tiny=tiny_overrides[bundle]),
+                   "--bundle_root", str(root), "--output_dir", str(tmp_path / "eval"), *data_args(tiny_demo))
+    assert r.returncode == 0, r.stdout[-3000:]
+    with open(tmp_path / "eval" / "metrics.csv") as f:
+        metrics = {k: float(v) for k, v in csv.reader(f)}
+    assert {"dice_mean", "dice_pooled", "iou_mean", "iou_pooled", "hd95", "assd"} <= set(metrics)
+    assert 0 <= metrics["dice_mean"] <= 1 and 0 <= metrics["dice_pooled"] <= 1
+    assert "random weights" not in r.stdout  # evaluation builds no teacher
+
+
+@pytest.mark.parametrize("bundle", NAMES)
+def test_inference_writes_one_mask_per_test_image(bundle, trained_bundle, tiny_demo, tiny_overrides, tmp_path):
+    root, _ = trained_bundle(bundle)
+    r = run_bundle("run", "inferring", "--config_file", bundle_configs(bundle, "inference.json", tiny=tiny_overrides[bundle]),
+                   "--bundle_root", str(root), "--output_dir", str(tmp_path / "output"), *data_args(tiny_demo))
+    assert r.returncode == 0, r.stdout[-3000:]
+    outputs = sorted((tmp_path / "output").rglob("*.png"))
+    assert [p.name for p in outputs] == [f"test_{i:04d}_seg.png" for i in range(4)]
+    for p in outputs:
+        mask = np.asarray(Image.open(p))
+        assert mask.shape == (64, 64) and set(np.unique(mask)) <= {0, 255}
+
+
+@pytest.mark.parametrize("bundle", NAMES)
+def test_multi_gpu_config_runs_with_gloo_on_two_processes(bundle, trained_bundle, tiny_demo, tiny_overrides, tmp_path):
+    root, _ = trained_bundle(bundle)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={29517 + NAMES.index(bundle)}"]
+    extra = [a.format(bundle_root=root) for a in BUNDLES[bundle].multi_gpu_args]
+    r = run_bundle("run", "training", "--config_file",
+                   bundle_configs(bundle, "train.json", "multi_gpu_train.json", tiny=tiny_overrides[bundle]),
+                   "--bundle_root", str(tmp_path), "--epochs", "1", "--train_items", "6", *extra, *data_args(tiny_demo),
+                   launcher=torchrun)
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert (tmp_path / "models" / "model.pt").is_file()
+    assert len(re.findall(r"Trainer - INFO - Epoch\[1\] Complete", r.stdout)) == 2  # both ranks trained
+    assert json.loads((tmp_path / "models" / "training_subset.json").read_text())["count"] == 6  # by rank 0
+
+
+@pytest.mark.parametrize("bundle", NAMES)
+def test_torchscript_export_reloads_without_this_package(bundle, trained_bundle, tiny_overrides):
+    root, _ = trained_bundle(bundle)
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "export.py"), "--bundle", bundle, "--config", "demo.json",
+                        str(tiny_overrides[bundle]), "--bundle-root", str(root)], cwd=ROOT, text=True,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert float(re.search(r"differs from the eager network by at most (\S+)", r.stdout).group(1)) <= 1e-4
+    text = BUNDLES[bundle].export_input
+    inputs = "torch.randn(2, 1, 96, 96)" + ("" if text is None else
+                                           f", torch.randn(2, {text[1]}, 7, {text[2]}), torch.ones(2, 7, dtype=torch.long)")
+    code = ("import sys, torch; sys.modules['custom_nets'] = None; sys.modules['timm'] = None;"
+            f"m = torch.jit.load(sys.argv[1]); print(tuple(m({inputs}).shape))")
+    r = subprocess.run([sys.executable, "-c", code, str(root / "models" / "model.ts")], cwd=ROOT, text=True,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert r.returncode == 0 and "(2, 1, 96, 96)" in r.stdout, r.stdout[-2000:]
