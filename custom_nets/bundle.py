@@ -52,3 +52,17 @@ def load_config(bundle: str | os.PathLike, *overrides: str | os.PathLike, main: 
     parser = ConfigParser()
     parser.read_config([str(f) for f in config_files(bundle, main, overrides)])
     return parser
+
+
+def weights_from_checkpoint(parser: ConfigParser) -> ConfigParser:
+    """Build ``network_def`` without fetching pretrained encoder weights (``imagenet_weights``): a script that loads a
+    trained checkpoint over the network needs none, and offline it could not get them.
+
+    Example:
+        >>> weights_from_checkpoint(load_config("himix"))["network_def"]["pretrained"]
+        False
+    """
+    network = parser.get("network_def")
+    if isinstance(network, dict) and "pretrained" in network:
+        parser["network_def#pretrained"] = False
+    return parser

@@ -22,7 +22,7 @@ from monai.bundle import ConfigParser
 from monai.losses import DiceCELoss
 from torch.utils.flop_counter import FlopCounterMode
 
-from custom_nets.bundle import load_config as bundle_config
+from custom_nets.bundle import load_config as bundle_config, weights_from_checkpoint
 from custom_nets.engines import DistillationTrainer, PrepareBatchWithText
 from custom_nets.text import TextEncoder
 from custom_nets.text.encoder import TextEncoderUnavailableError
@@ -42,7 +42,7 @@ def median_time(fn, steps: int, warmup: int = 2) -> float:
 
 
 def load_config(bundle: str, extra_configs: list[str]) -> ConfigParser:
-    parser = bundle_config(bundle, *extra_configs)
+    parser = weights_from_checkpoint(bundle_config(bundle, *extra_configs))  # costs do not depend on the weights
     parser["device"] = "cpu"
     return parser
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from monai.bundle import ConfigParser
 
-from custom_nets.bundle import bundle_dir, load_config
+from custom_nets.bundle import bundle_dir, load_config, weights_from_checkpoint
 from custom_nets.utils.files import write_atomically
 
 
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     try:
-        parser = load_config(args.bundle, *args.config)
+        parser = weights_from_checkpoint(load_config(args.bundle, *args.config))
     except FileNotFoundError as e:
         sys.exit(f"error: {e}")
     configs = bundle_dir(args.bundle, "train.json") / "configs"

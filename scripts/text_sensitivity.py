@@ -24,7 +24,7 @@ from monai.data import DataLoader, Dataset
 from monai.metrics import DiceMetric
 from monai.transforms import Compose
 
-from custom_nets.bundle import bundle_dir, load_config
+from custom_nets.bundle import bundle_dir, load_config, weights_from_checkpoint
 from custom_nets.data import load_datalist
 from custom_nets.text import TextEncoder
 from custom_nets.text.prompts import parse_zones, replaced_zone_sentence, swap_laterality
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     try:
-        parser = load_config(args.bundle, *args.config)
+        parser = weights_from_checkpoint(load_config(args.bundle, *args.config))
     except FileNotFoundError as e:
         sys.exit(f"error: {e}")
     if not parser.get("text_encoder"):

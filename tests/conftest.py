@@ -26,11 +26,13 @@ def tiny_text_encoder():
     return TextEncoder("tiny-random-bert", max_length=32)
 
 
-def run_bundle(*args: str, timeout: int = 600, cwd: Path = ROOT, launcher: list[str] | None = None) -> subprocess.CompletedProcess:
-    """``python -m monai.bundle <args>`` in a subprocess; stdout and stderr together in ``.stdout``."""
+def run_bundle(*args: str, timeout: int = 600, cwd: Path = ROOT, launcher: list[str] | None = None,
+               env: dict | None = None) -> subprocess.CompletedProcess:
+    """``python -m monai.bundle <args>`` in a subprocess (offline; ``env`` adds variables); stdout and stderr together
+    in ``.stdout``."""
     cmd = (launcher or [sys.executable]) + ["-m", "monai.bundle", *args]
     return subprocess.run(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)})
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), **(env or {})})
 
 
 def configs(bundle: str, *names: str) -> str:

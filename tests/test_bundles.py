@@ -40,9 +40,10 @@ def test_verify_metadata_offline(bundle):
 
 @pytest.mark.parametrize("bundle", NAMES)
 def test_verify_net_in_out_at_full_size(bundle):
-    """The full network of train.json (not the tiny one) against metadata's network_data_format."""
+    """The full network of train.json (not the tiny one) against metadata's network_data_format; offline, so
+    without the ImageNet weights (shapes do not depend on them)."""
     r = run_bundle("verify_net_in_out", "network_def", "--meta_file", str(ROOT / "bundles" / bundle / "configs" / "metadata.json"),
-                   "--config_file", bundle_configs(bundle, "train.json"))
+                   "--config_file", bundle_configs(bundle, "train.json"), "--imagenet_weights", "False")
     assert r.returncode == 0 and "data shape of network is verified with no error" in r.stdout, r.stdout[-2000:]
 
 

@@ -4,8 +4,9 @@ import torch
 from custom_nets.blocks import DynamicLayerFusion, GaussianSpectrumRefinement, split_layers
 from custom_nets.nets import HiMix
 
+# the network of variant="paper" (the authors' code's decoder, the default, is tested in tests/test_himix_variants.py)
 TINY = dict(in_channels=1, backbone_kwargs={"depths": (1, 1, 1, 1), "dims": (16, 32, 64, 128)},
-            text_hidden_size=32, text_num_layers=4, max_text_tokens=32, num_heads=2)
+            text_hidden_size=32, text_num_layers=4, max_text_tokens=32, num_heads=2, variant="paper")
 
 
 def _text(b=2, length=9, layers=4, width=32):
@@ -26,7 +27,7 @@ def test_tiny_shapes_and_gradients():
 @pytest.mark.slow
 def test_full_size_shapes_gradients_and_parameter_count():
     torch.manual_seed(0)
-    net = HiMix()  # ConvNeXt-Tiny, 768-wide, 12-layer text
+    net = HiMix(variant="paper")  # ConvNeXt-Tiny, 768-wide, 12-layer text
     trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
     assert abs(trainable / 44.7e6 - 1) < 0.15, trainable  # the paper's 44.7 M
     hidden, mask = _text(b=1, length=24, layers=12, width=768)

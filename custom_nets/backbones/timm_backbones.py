@@ -8,6 +8,7 @@ or nowhere (random weights, which is how every config also runs offline).
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import timm
 import torch
@@ -24,6 +25,54 @@ def _pretrained_kwargs(pretrained: bool | str, kwargs: dict) -> bool:
     return bool(pretrained)
 
 
+def _weights_help(option: str, hub_id: str | None = None) -> str:
+    """How to go on without the weights (``option``: the config key that sets them, or several joined by '/')."""
+    options = option.split("/")
+    off = " or ".join(f"`--{o} False`" for o in options)
+    download = f"`huggingface-cli download {hub_id}`" if hub_id else "`timm.create_model(name, pretrained=True)`"
+    return (f"Turn them off with {off} (random weights, as demo.json does), give a local weights file with "
+            f"`--{options[0]} /path/to/weights.safetensors` (passed to timm as pretrained_cfg_overlay=dict(file=...)), "
+            f"or fetch them once where the hub is reachable ({download}).")
+
+
+def ensure_pretrained_weights(name: str, pretrained: bool | str, option: str = "imagenet_weights") -> None:
+    """Stop a run at start-up, before anything is written, when ``name``'s pretrained weights are wanted but can
+    be had neither from a local file, nor from the local cache, nor from the hub (the download, when it works,
+    fills the cache that ``timm.create_model`` then reads).
+
+    Args:
+        name: timm model name with its pretrained tag (``convnext_tiny.fb_in1k``).
+        pretrained: as :func:`create_image_encoder`'s: False (nothing to check), True, or a local weights file.
+        option: the config key that sets ``pretrained``, named in the error.
+
+    Raises:
+        RuntimeError: naming the model, the file or the hub id, the option that turns the weights off, and how to
+            use a local weights file.
+    """
+    if not pretrained:
+        return
+    if isinstance(pretrained, str):
+        if not Path(pretrained).is_file():
+            raise RuntimeError(f"local weights file for timm model '{name}' not found: {pretrained}. "
+                               + _weights_help(option))
+        return
+    cfg = timm.models.get_pretrained_cfg(name)
+    hub_id = getattr(cfg, "hf_hub_id", None)
+    if not hub_id:  # weights by URL only (none of the bundles' models): timm's own load reports a failure
+        return
+    from huggingface_hub import hf_hub_download
+
+    reasons = []
+    for filename in dict.fromkeys([cfg.hf_hub_filename or "model.safetensors", "pytorch_model.bin"]):
+        try:
+            hf_hub_download(hub_id, filename)
+            return
+        except Exception as e:  # noqa: BLE001 - offline, not cached, no such file: try the next, then report
+            reasons.append(f"{filename}: {type(e).__name__}")
+    raise RuntimeError(f"pretrained weights for timm model '{name}' (hub id {hub_id}) are neither in the local cache "
+                       f"nor reachable ({'; '.join(reasons)}); nothing was written. " + _weights_help(option, hub_id))
+
+
 def _create(name: str, pretrained: bool | str, **kwargs) -> nn.Module:
     flag = _pretrained_kwargs(pretrained, kwargs)
     try:
@@ -31,10 +80,8 @@ def _create(name: str, pretrained: bool | str, **kwargs) -> nn.Module:
     except Exception as e:  # hub unreachable, weights file missing or not matching
         if not flag:
             raise
-        raise RuntimeError(
-            f"could not load pretrained weights for timm model '{name}' (pretrained={pretrained!r}): {e}. "
-            "Offline, give a local weights file as 'pretrained' or set it to false for random weights."
-        ) from e
+        raise RuntimeError(f"could not load pretrained weights for timm model '{name}' (pretrained={pretrained!r}): "
+                           f"{e}. " + _weights_help("imagenet_weights/teacher_pretrained")) from e
 
 
 def create_image_encoder(name: str, in_channels: int, pretrained: bool | str = False, **kwargs) -> nn.Module:
@@ -58,14 +105,30 @@ class FrozenViTTeacher(nn.Module):
     Always in eval mode, without gradients. Images with one channel are repeated to three.
 
     Args:
-        name: timm name (``vit_small_patch16_dinov3.lvd1689m``: DINOv3 ViT-S/16).
+        name: timm name (``vit_small_patch16_dinov3.lvd1689m``: DINOv3 ViT-S/16; the TAMISeg authors' code uses
+            DINOv3 ViT-B/16, ``vit_base_patch16_dinov3.lvd1689m`` in timm, 768 wide).
         pretrained: see :func:`create_image_encoder`; False gives random weights (tests, offline demo).
         num_layers: how many final blocks to return, first to last.
         model_kwargs: extra ``timm.create_model`` arguments (e.g. ``depth``, ``embed_dim`` for a tiny teacher).
+        normalization: what the teacher is given (:meth:`prepare`):
+
+            - ``"student"``: the student's input as it is (in the bundles: normalised per image and channel);
+            - ``"imagenet"``: each image and channel rescaled to [0, 1] by its own minimum and maximum, then
+              normalised with ImageNet's mean and std, the statistics DINOv3 was trained with (the authors' code
+              feeds ``(x - mean) / std`` of an image in [0, 1]). The min-max rescale undoes any per-channel
+              ``a x + b`` with ``a > 0``: a z-scored image, the raw 0..255 one and the code's x / 255 all give
+              the same teacher input, exactly the code's where every channel spans 0..255 (a stretch otherwise).
+              A constant channel becomes 0 before the ImageNet step.
 
     Forward: image (B, C, H, W) with H, W multiples of the patch size -> list of ``num_layers`` tensors
     (B, embed_dim, H / patch, W / patch).
     """
+
+    #: ``normalization`` values
+    NORMALIZATIONS = ("student", "imagenet")
+    #: ImageNet statistics (timm's ``IMAGENET_DEFAULT_MEAN``/``_STD``; the authors' ``train.py``, lines 293-294)
+    IMAGENET_MEAN = (0.485, 0.456, 0.406)
+    IMAGENET_STD = (0.229, 0.224, 0.225)
 
     def __init__(
         self,
@@ -73,8 +136,14 @@ class FrozenViTTeacher(nn.Module):
         pretrained: bool | str = False,
         num_layers: int = 4,
         model_kwargs: dict | None = None,
+        normalization: str = "student",
     ) -> None:
         super().__init__()
+        if normalization not in self.NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {self.NORMALIZATIONS}, got {normalization!r}")
+        self.normalization = normalization
+        self.register_buffer("mean", torch.tensor(self.IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(self.IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.model = _create(name, pretrained, num_classes=0, **(model_kwargs or {}))
         if not pretrained:
             logger.warning("teacher '%s' has random weights (pretrained=false): distillation then pulls the "
@@ -91,9 +160,18 @@ class FrozenViTTeacher(nn.Module):
         return super().train(False)  # frozen: batch statistics and dropout stay off
 
     @torch.no_grad()
-    def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
+    def prepare(self, image: torch.Tensor) -> torch.Tensor:
+        """The teacher's input: three channels, normalised as ``normalization`` says."""
         if image.shape[1] == 1:
             image = image.expand(-1, 3, -1, -1)
+        if self.normalization == "imagenet":
+            low, high = image.amin(dim=(2, 3), keepdim=True), image.amax(dim=(2, 3), keepdim=True)
+            image = (image - low) / (high - low).clamp_min(torch.finfo(image.dtype).eps)
+            image = (image - self.mean.to(image.dtype)) / self.std.to(image.dtype)
+        return image
+
+    @torch.no_grad()
+    def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
         return self.model.forward_intermediates(
-            image, indices=self.num_layers, norm=True, output_fmt="NCHW", intermediates_only=True
+            self.prepare(image), indices=self.num_layers, norm=True, output_fmt="NCHW", intermediates_only=True
         )

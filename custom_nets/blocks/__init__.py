@@ -1,4 +1,13 @@
+from .bcam import BidirectionalCrossAttention
 from .feature_attention import EfficientChannelAttention, SpatialAttention
+from .himix_code import (
+    NyquistGaussianFilter,
+    PrePostNormAttentionLayer,
+    StaticLayerFusion,
+    TokenMixProjection,
+    sinusoidal_1d,
+)
+from .kan import KANGate, KANLinear, SigmoidMLPGate
 from .layer_fusion import DynamicLayerFusion, split_layers
 from .spectral import GaussianSpectrumRefinement
 from .text_attention import (
@@ -10,14 +19,23 @@ from .text_attention import (
 )
 
 __all__ = [
+    "BidirectionalCrossAttention",
     "DynamicLayerFusion",
     "EfficientChannelAttention",
     "GaussianSpectrumRefinement",
+    "KANGate",
+    "KANLinear",
+    "NyquistGaussianFilter",
+    "PrePostNormAttentionLayer",
+    "SigmoidMLPGate",
     "SpatialAttention",
+    "StaticLayerFusion",
     "TextCrossAttention",
     "TextGuidedAttentionLayer",
     "TextTokenProjection",
+    "TokenMixProjection",
     "fill_missing_text",
+    "sinusoidal_1d",
     "sinusoidal_2d",
     "split_layers",
 ]

@@ -1,6 +1,14 @@
 """Method-specific loss terms, on top of ``monai.losses``."""
 
+from .cacl import CaCLLoss, cacl_loss_from_similarity, cacl_soft_targets
 from .consistency import ConsistencyAwareLoss, consistency_loss
 from .distillation import SemanticDistillationLoss
 
-__all__ = ["ConsistencyAwareLoss", "SemanticDistillationLoss", "consistency_loss"]
+__all__ = [
+    "CaCLLoss",
+    "ConsistencyAwareLoss",
+    "SemanticDistillationLoss",
+    "cacl_loss_from_similarity",
+    "cacl_soft_targets",
+    "consistency_loss",
+]

@@ -15,6 +15,10 @@ def consistency_loss(logits_a: torch.Tensor, logits_b: torch.Tensor, threshold: 
 
     Identical *binary* predictions give 0; identical soft ones do not (the term also pushes toward confident
     predictions), as Eq. 5 is written.
+
+    The authors' code (``Stage1_CAE/utils/run_engine_stage1.py``, ``BinaryConsistencyLoss``, lines 102-116) sums
+    the two terms without the 1/2 and binarises with ``P > 0.5``; here Eq. 5 as printed (``consistency_weight``
+    2.0 in :class:`ConsistencyAwareLoss` gives the code's scale).
     """
     target_a = (torch.sigmoid(logits_a) >= threshold).to(logits_a.dtype).detach()
     target_b = (torch.sigmoid(logits_b) >= threshold).to(logits_b.dtype).detach()

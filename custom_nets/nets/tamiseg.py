@@ -27,14 +27,19 @@ Where this departs from the paper, or fills what it leaves open:
     - phi_i is 1x1 conv (C_i -> C_i), GELU, 1x1 conv (C_i -> D) (the paper: "a lightweight MLP");
     - the teacher's patch grid (stride 16) is resized bilinearly to each stage's grid, so Eq. 7 sums over
       the student's tokens, as its N = sum_i L_i says;
-    - Eq. 8 gets a residual connection, a LayerNorm and a 2D sine position code on the queries (see
-      ``TextCrossAttention``; without positions the demo plateaued at 0.79 validation Dice); the text is the last
-      hidden layer of the frozen text encoder; missing text is a learned null token;
+    - Eq. 8 gets a residual connection and a LayerNorm (see ``TextCrossAttention``); the text is the last hidden
+      layer of the frozen text encoder; missing text is a learned null token. A 2D sine position code on the
+      queries is a switch, ``query_positions``, off by default: neither the paper (Eq. 8) nor the authors' code
+      (``pixel_classifier_condseg``: a shared cross-attention block, no positions) has one; it adds no parameters;
     - Eq. 11's "Pyramid Spatial Attention" is the CBAM-style spatial attention of the authors' ConDSeg decoder
       (``SpatialAttention``); the convolutions are conv-BN(-ReLU) as in that code;
     - Eq. 13: C_5 (3x3 conv-BN-ReLU) and C_6 (1x1) run at the finest branch's scale (stride 2), and the
       logits are upsampled bilinearly to the input size; the sigmoid is applied in the loss and in
-      post-processing (the network returns logits).
+      post-processing (the network returns logits);
+    - ``decoder="plain"`` replaces the SAD (branches, fusion and head) by phase I's light prediction head
+      (:class:`PlainDecoder`) on ft_1..ft_4: the "+ CMA + SED" row of the paper's Table II, whose decoder the
+      paper does not describe; its baseline row is the CAE, which Sec. II-B trains with that light head, so this
+      is our closest reading, not the paper's definition.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from custom_nets.backbones import create_image_encoder
 from custom_nets.blocks import EfficientChannelAttention, SpatialAttention, TextCrossAttention, fill_missing_text
 
 RESNET_STAGES = (0, 1, 2, 3)  # timm feature indices: stem (act1), layer1, layer2, layer3
+DECODERS = ("scale_adaptive", "plain")  # TAMISeg(decoder=...): Eqs. 9-13, or phase I's light head (Table II, row 3)
 
 
 def _conv(in_channels: int, out_channels: int, kernel_size: int, act: bool = True) -> Convolution:
@@ -60,6 +66,16 @@ def _conv(in_channels: int, out_channels: int, kernel_size: int, act: bool = Tru
 
 def _up(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+def _light_head(reduce: nn.ModuleList, fuse: nn.Conv2d, features: Sequence[torch.Tensor],
+                size: Sequence[int]) -> torch.Tensor:
+    """The authors' ``adjust`` head: ``fuse(cat(up(r_i(f_i))))`` at ``size``, computed as ``sum_i up(W_i r_i(f_i))
+    + bias``: the 1x1 fusion and bilinear upsampling are both linear and commute, so the full-resolution maps have
+    ``fuse``'s output channels, not 4 x width."""
+    weights = fuse.weight.split(reduce[0].conv.out_channels, dim=1)
+    logits = torch.stack([_up(F.conv2d(r(f), w), size) for r, f, w in zip(reduce, features, weights)]).sum(0)
+    return logits if fuse.bias is None else logits + fuse.bias[None, :, None, None]
 
 
 def create_cae_encoder(
@@ -114,11 +130,23 @@ class ConsistencyAwareEncoder(nn.Module):
         self.fuse = nn.Conv2d(len(widths) * head_width, out_channels, kernel_size=1)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        # fuse(cat(up(r_i(f_i)))) computed as sum_i up(W_i r_i(f_i)) + bias: the 1x1 fusion and bilinear
-        # upsampling are both linear and commute, so the full-resolution maps have out_channels, not 4 x 64.
-        weights = self.fuse.weight.split(self.reduce[0].conv.out_channels, dim=1)
-        logits = [_up(F.conv2d(r(f), w), image.shape[2:]) for r, f, w in zip(self.reduce, self.encoder(image), weights)]
-        return torch.stack(logits).sum(0) + self.fuse.bias[None, :, None, None]
+        return _light_head(self.reduce, self.fuse, self.encoder(image), image.shape[2:])
+
+
+class PlainDecoder(nn.Module):
+    """``decoder="plain"``: phase I's light prediction head on the aligned features ft_1..ft_4 in place of the SAD
+    (Table II, "+ CMA + SED"): a 1x1 conv-BN-ReLU to ``width`` per level, upsampled to the input size, concatenated
+    and fused by a 1x1 convolution (the authors' ``adjust``, without its sigmoid). No branches, no ECA, no spatial
+    attention.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, num_levels: int = 4, width: int = 64) -> None:
+        super().__init__()
+        self.reduce = nn.ModuleList(_conv(in_channels, width, 1) for _ in range(num_levels))
+        self.fuse = nn.Conv2d(num_levels * width, out_channels, kernel_size=1)
+
+    def forward(self, features: Sequence[torch.Tensor], size: Sequence[int]) -> torch.Tensor:
+        return _light_head(self.reduce, self.fuse, features, size)
 
 
 class ScaleBranch(nn.Module):
@@ -166,6 +194,13 @@ class TAMISeg(nn.Module):
         use_text: False skips the cross-modal alignment (ft_i = f_hat_i; ablation "text off").
         freeze_encoder: keep the CAE's weights and batch-norm statistics fixed (the "frozen CAE" reading).
         dropout: attention dropout (the cross-attention's ``dropout_rate``).
+        query_positions: add a fixed 2D sine position code to the cross-attention's queries (the attention's
+            ``positional``). Off by default: Eq. 8 and the authors' code have none. No parameters: checkpoints load
+            either way, but a network trained with it must run with it.
+        decoder: ``"scale_adaptive"`` (the SAD, Eqs. 9-13) or ``"plain"`` (:class:`PlainDecoder`, phase I's light
+            head on ft_1..ft_4: Table II without SAD). The two have different parameters (``branches.*``, ``head.*``
+            against ``plain_decoder.*``).
+        plain_width: per-level width of the plain decoder (64, the authors' ``adjust`` head).
 
     Forward: ``image`` (B, in_channels, H, W), ``text_hidden`` (B, layers, L, text_hidden_size) or None,
     ``text_mask`` (B, L) or None -> logits (B, out_channels, H, W); H and W multiples of 16. With
@@ -193,11 +228,18 @@ class TAMISeg(nn.Module):
         use_text: bool = True,
         freeze_encoder: bool = False,
         dropout: float = 0.0,
+        query_positions: bool = False,
+        decoder: str = "scale_adaptive",
+        plain_width: int = 64,
     ) -> None:
         super().__init__()
+        if decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
         self.encoder = create_cae_encoder(spatial_dims, in_channels, backbone, pretrained, backbone_kwargs)
         widths = self.encoder.feature_info.channels()
         self.freeze_encoder = freeze_encoder
+        self.query_positions = bool(query_positions)
+        self.decoder_kind = decoder
         if freeze_encoder:
             self.encoder.requires_grad_(False)
         # SED: phi_i (Sec. II-C)
@@ -210,12 +252,18 @@ class TAMISeg(nn.Module):
         self.null_text = nn.Parameter(torch.randn(text_hidden_size) * 0.02) if use_text else None
         self.alignment = nn.ModuleList(
             TextCrossAttention(hidden_size=feature_width, context_input_size=text_hidden_size, num_heads=num_heads,
-                               dropout_rate=dropout)
+                               dropout_rate=dropout, positional=self.query_positions)
             for _ in widths
         ) if use_text else None
-        # SAD: small, medium, large branches (Eqs. 9-11), fusion and head (Eqs. 12-13)
-        self.branches = nn.ModuleList(ScaleBranch(feature_width, decoder_width) for _ in range(3))
-        self.head = nn.Sequential(_conv(3 * decoder_width, decoder_width, 3), nn.Conv2d(decoder_width, out_channels, 1))
+        if decoder == "scale_adaptive":
+            # SAD: small, medium, large branches (Eqs. 9-11), fusion and head (Eqs. 12-13)
+            self.branches = nn.ModuleList(ScaleBranch(feature_width, decoder_width) for _ in range(3))
+            self.head = nn.Sequential(_conv(3 * decoder_width, decoder_width, 3),
+                                      nn.Conv2d(decoder_width, out_channels, 1))
+            self.plain_decoder = None
+        else:  # Table II without SAD: phase I's light head on ft_1..ft_4
+            self.branches = self.head = None
+            self.plain_decoder = PlainDecoder(feature_width, out_channels, len(widths), plain_width)
 
     def train(self, mode: bool = True) -> TAMISeg:
         super().train(mode)
@@ -237,8 +285,11 @@ class TAMISeg(nn.Module):
                                                        text_mask, num_layers=1)
             text = text_hidden[:, -1]  # last hidden layer (B, L, D)
             aligned = [cma(f, text, text_mask) for cma, f in zip(self.alignment, distilled)]  # ft_1..ft_4
-        small, medium, large = (branch(aligned[i], aligned[i + 1]) for i, branch in enumerate(self.branches))
-        size = small.shape[2:]
-        fused = torch.cat([small, _up(medium, size), _up(large, size)], 1)  # Eq. 12
-        logits = _up(self.head(fused), image.shape[2:])  # Eq. 13 (sigmoid outside)
+        if self.plain_decoder is not None:
+            logits = self.plain_decoder(aligned, image.shape[2:])
+        else:
+            small, medium, large = (branch(aligned[i], aligned[i + 1]) for i, branch in enumerate(self.branches))
+            size = small.shape[2:]
+            fused = torch.cat([small, _up(medium, size), _up(large, size)], 1)  # Eq. 12
+            logits = _up(self.head(fused), image.shape[2:])  # Eq. 13 (sigmoid outside)
         return (logits, distilled) if return_features else logits

@@ -1,0 +1,64 @@
+"""The full configs start from the weights the authors used (ImageNet encoders, a pretrained DINOv3 teacher); when
+those can be had neither from a local file, nor the cache, nor the hub, training stops at start-up with a message
+naming the model, the override that turns them off and how to use a local weights file, and writes nothing."""
+
+import json
+
+import pytest
+import torch
+
+from conftest import ROOT, bundle_configs, data_args, run_bundle
+
+pytestmark = pytest.mark.slow
+
+
+def test_full_configs_default_to_the_authors_pretrained_weights_and_the_demo_turns_them_off():
+    for bundle, keys in (("himix", ["imagenet_weights"]), ("tamiseg", ["imagenet_weights", "teacher_pretrained"])):
+        train = json.loads((ROOT / "bundles" / bundle / "configs" / "train.json").read_text())
+        demo = json.loads((ROOT / "bundles" / bundle / "configs" / "demo.json").read_text())
+        assert all(train[k] is True for k in keys) and all(demo[k] is False for k in keys), bundle
+
+
+def nothing_written(folder) -> bool:
+    return not folder.exists() or not any(folder.rglob("*"))
+
+
+@pytest.mark.parametrize("bundle, phase, switch, model", [
+    ("himix", (), "imagenet_weights", "convnext_tiny.fb_in1k"),
+    ("tamiseg", ("pretrain.json",), "imagenet_weights", "resnet50.tv_in1k"),
+    ("tamiseg", (), "teacher_pretrained", "vit_small_patch16_dinov3.lvd1689m"),
+])
+def test_training_stops_at_start_up_without_the_weights(bundle, phase, switch, model, tiny_demo, tiny_overrides, tmp_path):
+    """Offline with an empty cache: the run names the model, `--<switch> False` and pretrained_cfg_overlay."""
+    root = tmp_path / "bundle"
+    r = run_bundle("run", "training", "--config_file", bundle_configs(bundle, "train.json", *phase, tiny=tiny_overrides[bundle]),
+                   "--bundle_root", str(root), *data_args(tiny_demo), f"--{switch}", "True", "--train_items", "4",
+                   env={"HF_HOME": str(tmp_path / "empty_hf_cache")})
+    assert r.returncode != 0
+    assert f"timm model '{model}'" in r.stdout and f"timm/{model}" in r.stdout, r.stdout[-3000:]
+    assert f"`--{switch} False`" in r.stdout and "pretrained_cfg_overlay=dict(file=...)" in r.stdout
+    assert nothing_written(root)  # no checkpoint folder, no logs, no label-budget record
+    missing = tmp_path / "no_such_weights.safetensors"
+    r = run_bundle("run", "training", "--config_file", bundle_configs(bundle, "train.json", *phase, tiny=tiny_overrides[bundle]),
+                   "--bundle_root", str(root), *data_args(tiny_demo), f"--{switch}", str(missing))
+    assert r.returncode != 0 and f"local weights file for timm model '{model}' not found: {missing}" in r.stdout
+    assert nothing_written(root)
+
+
+def test_a_local_weights_file_is_loaded(tmp_path):
+    """The way the message gives: a local file through timm's pretrained_cfg_overlay, adapted to 1 channel."""
+    import timm
+
+    from custom_nets.backbones import create_image_encoder, ensure_pretrained_weights
+
+    tiny = {"depths": (1, 1, 1, 1), "dims": (16, 32, 64, 128)}
+    torch.manual_seed(0)
+    source = timm.create_model("convnext_tiny", num_classes=0, **tiny)
+    torch.save(source.state_dict(), tmp_path / "weights.pth")
+    ensure_pretrained_weights("convnext_tiny.fb_in1k", str(tmp_path / "weights.pth"))  # found: no error
+    encoder = create_image_encoder("convnext_tiny.fb_in1k", 3, pretrained=str(tmp_path / "weights.pth"), **tiny)
+    assert torch.equal(encoder.stages_3.blocks[0].conv_dw.weight, source.stages[3].blocks[0].conv_dw.weight)
+    grey = create_image_encoder("convnext_tiny.fb_in1k", 1, pretrained=str(tmp_path / "weights.pth"), **tiny)
+    assert torch.allclose(grey.stem_0.weight[:, 0], source.stem[0].weight.sum(1))  # timm sums the RGB stem
+    with pytest.raises(RuntimeError, match="`--imagenet_weights False`"):
+        ensure_pretrained_weights("convnext_tiny.fb_in1k", str(tmp_path / "missing.pth"))
