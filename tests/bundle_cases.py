@@ -33,6 +33,17 @@ class BundleCase:
 
 
 BUNDLES = {
+    "c2seg": BundleCase(
+        "c2seg",
+        tiny={"image_size": [64, 64], "text_encoder_id": "tiny-random-bert",
+              "backbone_kwargs": {"layers": [1, 1, 1, 1], "channels": [8, 16, 32, 64], "stem_width": 16},
+              "text_hidden_size": 32, "num_heads": 2, "embed_dim": 16,
+              "pretrain_epochs": 1, "pretrain_batch_size": 4, "epochs": 1, "show_progress": False},
+        phases=(("pretrain.json",), ()),
+        epochs=1,
+        multi_gpu_args=("--phase1_checkpoint", "{bundle_root}/models/pretrain/model.pt"),
+        export_input=(1, 2, 32),
+    ),
     "himix": BundleCase(
         "himix",
         tiny={"image_size": [64, 64], "text_encoder_id": "tiny-random-bert",

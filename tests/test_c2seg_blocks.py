@@ -266,3 +266,20 @@ def test_kan_gate_with_a_hidden_layer():
     gate = KANGate(in_channels=6, out_channels=4, hidden_channels=5)
     assert [(layer.in_features, layer.out_features) for layer in gate.layers] == [(6, 5), (5, 4)]
     assert gate(torch.randn(1, 6, 3, 3)).shape == (1, 4, 3, 3)
+
+
+@pytest.mark.parametrize("path", ["vision", "language"])
+def test_bcam_one_path_alone_builds_only_that_path(path):
+    """Table 3's ablation "each BCAM path alone": the other path has no layers, the gate is C -> C on the one kept."""
+    bcam = _bcam(paths=path)
+    both = _bcam()
+    assert sum(p.numel() for p in bcam.parameters()) < sum(p.numel() for p in both.parameters())
+    x, text, mask = torch.randn(2, 16, 4, 4), torch.randn(2, 5, 12), torch.ones(2, 5)
+    with torch.no_grad():
+        vision, language = bcam.paths(x, text, mask)
+        out = bcam(x, text, mask)
+    kept = vision if path == "vision" else language
+    assert (vision is None) == (path == "language") and (language is None) == (path == "vision")
+    assert torch.allclose(out, x + bcam.gate(kept) * kept, atol=1e-6)
+    with pytest.raises(ValueError, match="paths must be one of"):
+        _bcam(paths="neither")

@@ -88,3 +88,36 @@ def test_random_bert_base_has_cxr_bert_shape_offline():
     assert hidden.shape[:2] == (1, 12) and hidden.shape[-1] == 768 and hidden.shape[2] == mask.shape[1] <= 24
     again = TextEncoder("random-bert-base", max_length=24)(["Unilateral pulmonary infection, one infected area, lower right lung."])[0]
     assert torch.equal(hidden, again)  # seeded: two instances agree
+
+
+def test_random_clip_text_has_clip_text_tower_shape_offline():
+    enc = TextEncoder("random-clip-text", max_length=77)
+    hidden, mask = enc(SENTENCES)
+    assert (enc.num_layers, enc.hidden_size) == (12, 512)  # CLIP ViT-B's text tower: C2Seg's full config offline
+    assert hidden.shape[:2] == (2, 12) and hidden.shape[-1] == 512 and hidden.shape[2] == mask.shape[1]
+
+
+def test_dual_encoder_checkpoint_gives_its_text_tower(tmp_path):
+    """A CLIP checkpoint as the hub stores it (``CLIPModel``: text and vision towers) loads as its text tower, the way
+    ``CLIPTextModel.from_pretrained("openai/clip-vit-base-patch16")`` does; the text weights are the checkpoint's."""
+    from transformers import CLIPConfig, CLIPModel
+
+    from custom_nets.text.encoder import load_text_encoder_id
+
+    tokenizer, _ = load_text_encoder_id("tiny-random-bert")
+    config = CLIPConfig(text_config={"vocab_size": tokenizer.vocab_size, "hidden_size": 32, "intermediate_size": 64,
+                                     "num_hidden_layers": 3, "num_attention_heads": 2, "max_position_embeddings": 40},
+                        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                                       "num_attention_heads": 2, "image_size": 32, "patch_size": 16},
+                        projection_dim=16)
+    torch.manual_seed(0)
+    clip = CLIPModel(config)
+    clip.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    enc = TextEncoder(str(tmp_path), max_length=16)
+    assert type(enc.model).__name__ == "CLIPTextModel" and (enc.num_layers, enc.hidden_size) == (3, 32)
+    name = "encoder.layers.0.self_attn.q_proj.weight"  # transformers 5 drops the text_model. prefix, 4.x keeps it
+    loaded = {k.removeprefix("text_model."): v for k, v in enc.model.state_dict().items()}
+    assert torch.equal(loaded[name], clip.state_dict()["text_model." + name])
+    hidden, mask = enc(SENTENCES)
+    assert hidden.shape[:2] == (2, 3) and hidden.shape[-1] == 32

@@ -1,8 +1,9 @@
 """Weights of the trainable image encoders: where a bundle's encoder starts from.
 
-TAMISeg's phase II (config key ``encoder_init``) starts from phase I's consistency-pretrained encoder
-(``"phase1"``, the paper's recipe), from ImageNet weights (``"imagenet"``) or from random ones (``"scratch"``); the
-last two are the ablation "phase I skipped". The rule is stated here once: :func:`encoder_pretrained` gives the
+The second phase of TAMISeg and C2Seg (config key ``encoder_init``) starts from the encoder of the bundle's first phase,
+``pretrain.json`` (``"phase1"``, the papers' recipe: TAMISeg's consistency-pretrained CAE, C2Seg's stage I CaCL
+encoder), from ImageNet weights (``"imagenet"``) or from random ones (``"scratch"``); the last two are the ablation
+"phase I (stage I) skipped". The rule is stated here once: :func:`encoder_pretrained` gives the
 timm ``pretrained`` flag the config builds the network with, :func:`initialize_encoder` loads phase I's weights.
 """
 
@@ -30,10 +31,11 @@ def encoder_pretrained(encoder_init: str, imagenet_weights: bool | str = True) -
     return imagenet_weights if encoder_init == "imagenet" else False
 
 def load_encoder_weights(network: nn.Module, checkpoint: str, key: str = "model") -> nn.Module:
-    """Load the phase I encoder (``encoder.*`` of a :class:`ConsistencyAwareEncoder` checkpoint) into ``network``.
+    """Load the phase I encoder (``encoder.*`` of a :class:`ConsistencyAwareEncoder` or
+    :class:`C2SegContrastive` checkpoint) into ``network``.
 
     Args:
-        network: a :class:`TAMISeg` (or anything with an ``encoder`` of the same configuration).
+        network: a :class:`TAMISeg` or :class:`C2Seg` (anything with an ``encoder`` of the same configuration).
         checkpoint: path of phase I's ``model.pt`` (a plain state dict, or a dict holding one under ``key``).
         key: the entry holding the state dict when the file is a dict of several objects.
 
@@ -52,7 +54,8 @@ def load_encoder_weights(network: nn.Module, checkpoint: str, key: str = "model"
         state = state[key]
     encoder_state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
     if not encoder_state:
-        raise ValueError(f"{checkpoint} holds no 'encoder.*' weights: is it a phase I (ConsistencyAwareEncoder) checkpoint?")
+        raise ValueError(f"{checkpoint} holds no 'encoder.*' weights: is it a phase I checkpoint (the models/pretrain/model.pt "
+                         "of the bundle's pretrain.json)?")
     try:
         network.encoder.load_state_dict(encoder_state, strict=True)
     except RuntimeError as e:

