@@ -25,10 +25,13 @@ Where we filled in (the poster gives neither code nor these; each is in the mode
       512-wide K-Gate alone would be 9.4 M) nor at stride 2 (attention over 112 x 112 pixels);
     - text tokens: the last hidden layer of the frozen encoder, padding masked; a learned null token where a sample
       has no sentence (text dropout in training, an empty prompt at inference);
-    - stage I embeddings: image = global average pool of the stride-32 map, text = mean of the valid tokens of the
-      last layer, each through a linear projection to a 256-wide joint space (CLIP's projections are linear too);
-      the similarity M of the soft targets is the cosine of the frozen token means (no projection: "frozen
-      language space").
+    - stage I embeddings: image = CLIP's attention pooling of the stride-32 map (timm ``AttentionPool2d``: a query
+      from the mean feature attends over the position-embedded map, then a linear projection to a 256-wide joint
+      space), text = mean of the valid tokens of the last layer through a linear projection to 256. The sentences
+      differ mostly in place ("upper left", "lower right"), which global average pooling erases: with it the demo's
+      stage I loss stayed at 2 ln B (every image equally similar to every sentence); ``image_pooling="mean"`` keeps
+      it as a switch. The similarity M of the soft targets is the cosine of the frozen token means (no projection:
+      "frozen language space").
 """
 
 from __future__ import annotations
@@ -37,12 +40,14 @@ from collections.abc import Sequence
 
 import torch
 from monai.networks.nets.basic_unet import UpCat
+from timm.layers import AttentionPool2d
 from torch import nn
 from torch.nn import functional as F
 
 from custom_nets.backbones import create_image_encoder
 from custom_nets.blocks import BidirectionalCrossAttention, fill_missing_text
 
+IMAGE_POOLINGS = ("attention", "mean")  # C2SegContrastive(image_pooling=...)
 #: decoder stages that get a BCAM, counted from the coarsest (stride 16, 8, 4 for a stride-32 encoder)
 FUSION_STAGES = 3
 
@@ -83,6 +88,10 @@ class C2SegContrastive(nn.Module):
         backbone_kwargs: extra ``timm.create_model`` arguments (reduced encoders for CPU runs and tests).
         text_hidden_size: D, the frozen text encoder's width (512 for CLIP's text tower).
         embed_dim: width of the joint image-text space.
+        image_pooling: ``"attention"`` (CLIP's attention pooling with learned positions, timm ``AttentionPool2d``,
+            positions for a 7 x 7 map resampled to other sizes) or ``"mean"`` (global average pooling and a linear
+            projection).
+        num_heads: heads of the attention pooling.
 
     Forward: ``image`` (B, in_channels, H, W), ``text_hidden`` (B, layers, L, D), ``text_mask`` (B, L) ->
     ``(image_embeddings, text_embeddings, frozen_text_embeddings)``, (B, embed_dim), (B, embed_dim), (B, D): the
@@ -91,7 +100,7 @@ class C2SegContrastive(nn.Module):
 
     Example:
         >>> net = C2SegContrastive(in_channels=1, backbone_kwargs={"layers": [1, 1, 1, 1], "channels": [8, 16, 32, 64]},
-        ...                        text_hidden_size=24, embed_dim=16)
+        ...                        text_hidden_size=24, embed_dim=16, num_heads=2)
         >>> v, t, e = net(torch.randn(2, 1, 64, 64), torch.randn(2, 3, 7, 24), torch.ones(2, 7))
         >>> v.shape, t.shape, e.shape
         (torch.Size([2, 16]), torch.Size([2, 16]), torch.Size([2, 24]))
@@ -99,10 +108,17 @@ class C2SegContrastive(nn.Module):
 
     def __init__(self, spatial_dims: int = 2, in_channels: int = 3, backbone: str = "resnet18",
                  pretrained: bool | str = False, backbone_kwargs: dict | None = None, text_hidden_size: int = 512,
-                 embed_dim: int = 256) -> None:
+                 embed_dim: int = 256, image_pooling: str = "attention", num_heads: int = 8) -> None:
         super().__init__()
+        if image_pooling not in IMAGE_POOLINGS:
+            raise ValueError(f"image_pooling must be one of {IMAGE_POOLINGS}, got {image_pooling!r}")
         self.encoder = _encoder(spatial_dims, in_channels, backbone, pretrained, backbone_kwargs)
-        self.image_projection = nn.Linear(self.encoder.feature_info.channels()[-1], embed_dim)
+        deepest = self.encoder.feature_info.channels()[-1]
+        if image_pooling == "attention":
+            self.image_projection: nn.Module = AttentionPool2d(deepest, feat_size=7, out_features=embed_dim,
+                                                              num_heads=num_heads)
+        else:
+            self.image_projection = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(deepest, embed_dim))
         self.text_projection = nn.Linear(text_hidden_size, embed_dim)
 
     def forward(self, image: torch.Tensor, text_hidden: torch.Tensor,
@@ -113,7 +129,7 @@ class C2SegContrastive(nn.Module):
             text_mask = torch.ones(text_hidden.shape[0], text_hidden.shape[2], device=text_hidden.device)
         deepest = self.encoder(image)[-1]
         frozen = masked_token_mean(text_hidden[:, -1], text_mask)  # frozen language space (no gradient reaches it)
-        return self.image_projection(deepest.mean(dim=(2, 3))), self.text_projection(frozen), frozen
+        return self.image_projection(deepest), self.text_projection(frozen), frozen
 
 
 class C2Seg(nn.Module):
