@@ -100,6 +100,18 @@ def test_multi_gpu_config_runs_with_gloo_on_two_processes(bundle, trained_bundle
     assert json.loads((tmp_path / "models" / "training_subset.json").read_text())["count"] == 6  # by rank 0
 
 
+@pytest.mark.parametrize("bundle", [n for n in NAMES if len(BUNDLES[n].phases) > 1])
+def test_second_phase_refuses_to_start_without_the_first(bundle, tiny_demo, tiny_overrides, tmp_path):
+    """train.json of a two-phase bundle (TAMISeg, C2Seg) loads phase I's encoder by path: without that file it stops
+    before any training and writes nothing, naming the path."""
+    r = run_bundle("run", "training", "--config_file", bundle_configs(bundle, "train.json", tiny=tiny_overrides[bundle]),
+                   "--bundle_root", str(tmp_path), *data_args(tiny_demo))
+    assert r.returncode != 0
+    assert f"phase I checkpoint not found: {tmp_path}/models/pretrain/model.pt" in r.stdout
+    assert not (tmp_path / "models").exists() or not any((tmp_path / "models").rglob("*"))  # nothing written
+    assert "Epoch[1]" not in r.stdout  # refused before any training
+
+
 @pytest.mark.parametrize("bundle", NAMES)
 def test_torchscript_export_reloads_without_this_package(bundle, trained_bundle, tiny_overrides):
     root, _ = trained_bundle(bundle)

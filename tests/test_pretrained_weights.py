@@ -13,7 +13,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_full_configs_default_to_the_authors_pretrained_weights_and_the_demo_turns_them_off():
-    for bundle, keys in (("himix", ["imagenet_weights"]), ("tamiseg", ["imagenet_weights", "teacher_pretrained"])):
+    for bundle, keys in (("himix", ["imagenet_weights"]), ("tamiseg", ["imagenet_weights", "teacher_pretrained"]),
+                         ("c2seg", ["imagenet_weights"])):
         train = json.loads((ROOT / "bundles" / bundle / "configs" / "train.json").read_text())
         demo = json.loads((ROOT / "bundles" / bundle / "configs" / "demo.json").read_text())
         assert all(train[k] is True for k in keys) and all(demo[k] is False for k in keys), bundle
@@ -27,6 +28,7 @@ def nothing_written(folder) -> bool:
     ("himix", (), "imagenet_weights", "convnext_tiny.fb_in1k"),
     ("tamiseg", ("pretrain.json",), "imagenet_weights", "resnet50.tv_in1k"),
     ("tamiseg", (), "teacher_pretrained", "vit_small_patch16_dinov3.lvd1689m"),
+    ("c2seg", ("pretrain.json",), "imagenet_weights", "resnet18.tv_in1k"),
 ])
 def test_training_stops_at_start_up_without_the_weights(bundle, phase, switch, model, tiny_demo, tiny_overrides, tmp_path):
     """Offline with an empty cache: the run names the model, `--<switch> False` and pretrained_cfg_overlay."""
