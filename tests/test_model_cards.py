@@ -244,3 +244,10 @@ def test_plot_names_missing_tags(plot, tmp_path):
         writer.add_scalar("loss", 1.0, 1)
     with pytest.raises(ValueError, match=r"\['train_loss', 'train_mean_dice', 'val_mean_dice'\].*found: \['loss'\]"):
         plot.per_epoch(plot.read_scalars(tmp_path))
+
+
+@pytest.mark.parametrize("bundle", BUNDLES, ids=lambda b: b.name)
+def test_no_unfilled_placeholder(bundle):
+    """A line that is only an upper-case token (``RESULTS_TABLE``) is a placeholder left for figures never filled in."""
+    lines = [line.strip() for line in _card(bundle).splitlines()]
+    assert not [line for line in lines if re.fullmatch(r"[A-Z][A-Z0-9_]{5,}", line)]
