@@ -10,6 +10,7 @@ from .himix_code import (
 from .kan import KANGate, KANLinear, SigmoidMLPGate
 from .layer_fusion import DynamicLayerFusion, split_layers
 from .spectral import GaussianSpectrumRefinement
+from .text_vision_prompt import TextVisionFusion, TextVisionPrompt, align_tokens
 from .text_attention import (
     TextCrossAttention,
     TextGuidedAttentionLayer,
@@ -33,7 +34,10 @@ __all__ = [
     "TextCrossAttention",
     "TextGuidedAttentionLayer",
     "TextTokenProjection",
+    "TextVisionFusion",
+    "TextVisionPrompt",
     "TokenMixProjection",
+    "align_tokens",
     "fill_missing_text",
     "sinusoidal_1d",
     "sinusoidal_2d",

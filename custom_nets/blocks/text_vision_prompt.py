@@ -1,0 +1,135 @@
+"""LCPDN's two text-vision blocks ("Lightweight Cross-text-vision Prompting Diffusion Network", paper Sec. 3.3 and
+Sec. 3.4): the text-vision-alignment prompt of CPRFL (Eqs. 1-4) and the LTFR fusion at one scale (Eqs. 7-10).
+
+- :class:`TextVisionPrompt` (CPRFL, Sec. 3.3): text tokens Q (N, D) attend to image patches K = V (M, D),
+  ``A = softmax((Q W^Q)(K W^K)^T / sqrt(D))``, ``Z = A (V W^V)`` (Eq. 1); ``Q* = tanh(Z) * (Q W^Q)`` (Eq. 2);
+  ``E = mean_n Q*_n`` (Eq. 3); ``TextProj(E) = E W_t + b_t`` (Eq. 4). The diffusion UNet adds TextProj(E) to its
+  timestep embedding M: ``P = M + TextProj(E)`` (Eq. 5).
+- :class:`TextVisionFusion` (LTFR, Sec. 3.4): the text tokens replicated or truncated to the M image positions
+  (:func:`align_tokens`), ``F_cat = [F_img, F_text^]`` (Eq. 7), ``F_fuse = MLP(F_cat)`` (Eq. 8),
+  ``F*_fuse = lambda F_fuse + (1 - lambda) F_img`` with ``lambda = sigmoid(.)`` per position (Eq. 9),
+  ``H_fuse = F*_fuse * F_img`` (Eq. 10).
+
+Where we filled in (the paper gives the equations, not these):
+    - Eq. 1 is single-head with bias-free W^Q, W^K, W^V (Eq. 1 writes none; Eq. 4 writes its bias explicitly) and
+      scale sqrt(D); padded text tokens are left out of the mean of Eq. 3 (a masked mean) and image patches have no
+      padding;
+    - W_t and b_t start at zero, so an untrained prompt leaves the timestep embedding as it is (P = M): the denoiser
+      pretrained without prompts sees its own embedding at the start of segmentation training;
+    - "replicated or truncated" (Eq. 7) is a raster tiling of the N tokens over the M positions, cut to M, padded
+      tokens dropped first (a padded token would otherwise be tiled as if it were text);
+    - the MLP of Eq. 8 is Linear(2D, D), GELU, Linear(D, D); lambda (Eq. 9) is sigmoid(Linear(2D, 1)) of F_cat, one
+      weight per position ("position-dependent");
+    - the product of Eq. 10 is element-wise ("augmented with visual information").
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class TextVisionPrompt(nn.Module):
+    """CPRFL's text-vision-alignment prompt block (LCPDN Sec. 3.3, Eqs. 1-4): the sentence's tokens attend to the
+    image's patches, and the attended, gated tokens are averaged and projected to the width of the diffusion UNet's
+    timestep embedding.
+
+    Args:
+        hidden_size: D, the shared width of the text tokens and image patches (768 for Clinical BioBERT and CLIP
+            ViT-B/16).
+        time_embed_dim: d, the width of the UNet's timestep embedding.
+
+    Example:
+        >>> prompt = TextVisionPrompt(hidden_size=8, time_embed_dim=16)
+        >>> text, mask, patches = torch.randn(2, 5, 8), torch.tensor([[1, 1, 1, 0, 0]] * 2), torch.randn(2, 9, 8)
+        >>> prompt(text, mask, patches).shape  # TextProj(E), added to the timestep embedding (Eq. 5)
+        torch.Size([2, 16])
+    """
+
+    def __init__(self, hidden_size: int, time_embed_dim: int) -> None:
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.query = nn.Linear(hidden_size, hidden_size, bias=False)  # W^Q
+        self.key = nn.Linear(hidden_size, hidden_size, bias=False)  # W^K
+        self.value = nn.Linear(hidden_size, hidden_size, bias=False)  # W^V
+        self.text_proj = nn.Linear(hidden_size, time_embed_dim)  # W_t, b_t (Eq. 4)
+        nn.init.zeros_(self.text_proj.weight)
+        nn.init.zeros_(self.text_proj.bias)
+
+    def fused_tokens(self, text: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
+        """Q* (B, N, D) of Eq. 2 from text (B, N, D) and image patches (B, M, D)."""
+        q = self.query(text)  # Q W^Q
+        attn = torch.softmax(q @ self.key(patches).transpose(1, 2) / math.sqrt(self.hidden_size), dim=-1)  # A (Eq. 1)
+        z = attn @ self.value(patches)  # Z (Eq. 1)
+        return torch.tanh(z) * q  # Eq. 2
+
+    def forward(self, text: torch.Tensor, text_mask: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
+        """text (B, N, D), text_mask (B, N) with 1 = token, patches (B, M, D) -> TextProj(E) (B, d)."""
+        if text.shape[-1] != self.hidden_size or patches.shape[-1] != self.hidden_size:
+            raise ValueError(f"text and patches must be {self.hidden_size} wide, got {tuple(text.shape)} and "
+                             f"{tuple(patches.shape)}")
+        valid = (text_mask != 0).to(text.dtype).unsqueeze(-1)
+        count = valid.sum(dim=1)
+        if bool((count == 0).any()):
+            raise ValueError("a sample has no valid text token (text_mask row of zeros)")
+        e = (self.fused_tokens(text, patches) * valid).sum(dim=1) / count  # E (Eq. 3), padding left out
+        return self.text_proj(e)  # Eq. 4
+
+
+def align_tokens(text: torch.Tensor, text_mask: torch.Tensor, positions: int) -> torch.Tensor:
+    """F_text^ of LTFR (Eq. 7): each sample's valid tokens tiled in order over ``positions`` and cut to it.
+
+    Args:
+        text: (B, N, D) tokens.
+        text_mask: (B, N), 1 = token (padding is dropped before tiling).
+        positions: M, the number of image positions.
+
+    Example:
+        >>> t = torch.arange(3.0).view(1, 3, 1)
+        >>> align_tokens(t, torch.tensor([[1, 1, 0]]), 5).flatten().tolist()  # padding (2.0) dropped, 0 1 tiled
+        [0.0, 1.0, 0.0, 1.0, 0.0]
+    """
+    rows = []
+    for tokens, mask in zip(text, text_mask):
+        valid = tokens[mask != 0]
+        if valid.shape[0] == 0:
+            raise ValueError("a sample has no valid text token (text_mask row of zeros)")
+        repeats = math.ceil(positions / valid.shape[0])
+        rows.append(valid.repeat(repeats, 1)[:positions])
+    return torch.stack(rows)
+
+
+class TextVisionFusion(nn.Module):
+    """LTFR at one scale (LCPDN Sec. 3.4, Eqs. 7-10): MLP fusion of each image position with its aligned text token,
+    a sigmoid weight per position between the fused and the image feature, and a product with the image feature.
+
+    Args:
+        hidden_size: D, the width of the image features and text tokens at this scale.
+
+    Example:
+        >>> fusion = TextVisionFusion(hidden_size=8)
+        >>> image, text, mask = torch.randn(2, 8, 4, 4), torch.randn(2, 5, 8), torch.ones(2, 5)
+        >>> fusion(image, text, mask).shape  # H_fuse on the image grid
+        torch.Size([2, 8, 4, 4])
+    """
+
+    def __init__(self, hidden_size: int) -> None:
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.mlp = nn.Sequential(nn.Linear(2 * hidden_size, hidden_size), nn.GELU(),
+                                 nn.Linear(hidden_size, hidden_size))  # Eq. 8
+        self.weight = nn.Linear(2 * hidden_size, 1)  # lambda (Eq. 9), one per position
+
+    def forward(self, image: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+        """image (B, D, H, W), text (B, N, D), text_mask (B, N) -> H_fuse (B, D, H, W)."""
+        if image.ndim != 4 or image.shape[1] != self.hidden_size or text.shape[-1] != self.hidden_size:
+            raise ValueError(f"image must be (B, {self.hidden_size}, H, W) and text (B, N, {self.hidden_size}), got "
+                             f"{tuple(image.shape)} and {tuple(text.shape)}")
+        b, d, h, w = image.shape
+        f_img = image.flatten(2).transpose(1, 2)  # (B, M, D)
+        f_cat = torch.cat([f_img, align_tokens(text, text_mask, h * w)], dim=-1)  # Eq. 7
+        lam = torch.sigmoid(self.weight(f_cat))  # Eq. 9's lambda
+        fused = lam * self.mlp(f_cat) + (1 - lam) * f_img  # Eqs. 8-9
+        return (fused * f_img).transpose(1, 2).reshape(b, d, h, w)  # Eq. 10
