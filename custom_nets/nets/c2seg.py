@@ -15,7 +15,7 @@ encoder's hidden layers from :class:`custom_nets.text.TextEncoder`, and ``text_m
 Where we filled in (the poster gives neither code nor these; each is in the model card too):
     - image encoder: timm ``resnet18`` (features_only, strides 2..32, widths 64/64/128/256/512): 11.18 M of the
       poster's 18.92 M; with the U-Net decoder (3.10 M) and three BCAMs at widths 256/128/64 with CLIP's 512-wide
-      tokens (4.45 M) the network has 18.73 M trainable parameters (1 % under the poster's count; ResNet-34 would
+      tokens (4.45 M) the network has 18.74 M trainable parameters (1 % under the poster's count; ResNet-34 would
       give 28.8 M, a ConvNeXt/Swin-T encoder alone 28 M). ImageNet weights (``resnet18.tv_in1k``) before stage I;
     - decoder: MONAI's ``UpCat`` (transposed-convolution upsampling, concatenation with the encoder's skip, two
       3x3 conv-norm-act) per level, widths following the encoder's; a 1x1 head on the stride-2 map, its logits
@@ -28,10 +28,12 @@ Where we filled in (the poster gives neither code nor these; each is in the mode
     - stage I embeddings: image = CLIP's attention pooling of the stride-32 map (timm ``AttentionPool2d``: a query
       from the mean feature attends over the position-embedded map, then a linear projection to a 256-wide joint
       space), text = mean of the valid tokens of the last layer through a linear projection to 256. The sentences
-      differ mostly in place ("upper left", "lower right"), which global average pooling erases: with it the demo's
-      stage I loss stayed at 2 ln B (every image equally similar to every sentence); ``image_pooling="mean"`` keeps
-      it as a switch. The similarity M of the soft targets is the cosine of the frozen token means (no projection:
-      "frozen language space").
+      differ mostly in place ("upper left", "lower right"), which global average pooling erases; CLIP's ResNets
+      pool with attention for the same reason. On the demo, stage I's loss stayed at 2 ln B (every image equally
+      similar to every sentence) for 10 epochs with either pooling, and fell only over 30 epochs (with attention
+      pooling; mean pooling was not run that long). ``image_pooling="mean"`` keeps global average pooling as a
+      switch. The similarity M of the soft targets is the cosine of the frozen token means (no projection: "frozen
+      language space").
 """
 
 from __future__ import annotations
