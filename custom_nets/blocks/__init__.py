@@ -16,6 +16,7 @@ from .text_attention import (
     TextGuidedAttentionLayer,
     TextTokenProjection,
     fill_missing_text,
+    masked_token_mean,
     sinusoidal_2d,
 )
 
@@ -39,6 +40,7 @@ __all__ = [
     "TokenMixProjection",
     "align_tokens",
     "fill_missing_text",
+    "masked_token_mean",
     "sinusoidal_1d",
     "sinusoidal_2d",
     "split_layers",

@@ -87,7 +87,6 @@ class BidirectionalCrossAttention(nn.Module):
             raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
         if paths not in PATHS:
             raise ValueError(f"paths must be one of {PATHS}, got {paths!r}")
-        self.paths_used = paths
         self.hidden_size = hidden_size
         self.num_heads = num_heads
         self.positional = positional

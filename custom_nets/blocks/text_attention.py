@@ -200,3 +200,18 @@ class TextCrossAttention(nn.Module):
             queries = queries + sinusoidal_2d(h, w, c, feature.device).to(queries.dtype)
         out, _ = self.attn(queries, text, text, key_padding_mask=text_mask == 0, need_weights=False)
         return feature + out.transpose(1, 2).reshape(b, c, h, w)
+
+
+def masked_token_mean(tokens: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+    """Mean of each sample's valid tokens: tokens (B, L, D), text_mask (B, L) with 1 = token -> (B, D); padding is
+    left out. A sample without a valid token is a ValueError.
+
+    Example:
+        >>> masked_token_mean(torch.tensor([[[1.0], [3.0], [100.0]]]), torch.tensor([[1, 1, 0]]))
+        tensor([[2.]])
+    """
+    valid = (text_mask != 0).to(tokens.dtype).unsqueeze(-1)
+    count = valid.sum(dim=1)
+    if bool((count == 0).any()):
+        raise ValueError("a sample has no valid text token (text_mask row of zeros)")
+    return (tokens * valid).sum(dim=1) / count

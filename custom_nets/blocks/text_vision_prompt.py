@@ -30,6 +30,8 @@ import math
 import torch
 from torch import nn
 
+from .text_attention import masked_token_mean
+
 
 class TextVisionPrompt(nn.Module):
     """CPRFL's text-vision-alignment prompt block (LCPDN Sec. 3.3, Eqs. 1-4): the sentence's tokens attend to the
@@ -70,11 +72,7 @@ class TextVisionPrompt(nn.Module):
         if text.shape[-1] != self.hidden_size or patches.shape[-1] != self.hidden_size:
             raise ValueError(f"text and patches must be {self.hidden_size} wide, got {tuple(text.shape)} and "
                              f"{tuple(patches.shape)}")
-        valid = (text_mask != 0).to(text.dtype).unsqueeze(-1)
-        count = valid.sum(dim=1)
-        if bool((count == 0).any()):
-            raise ValueError("a sample has no valid text token (text_mask row of zeros)")
-        e = (self.fused_tokens(text, patches) * valid).sum(dim=1) / count  # E (Eq. 3), padding left out
+        e = masked_token_mean(self.fused_tokens(text, patches), text_mask)  # E (Eq. 3), padding left out
         return self.text_proj(e)  # Eq. 4
 
 

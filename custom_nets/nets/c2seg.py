@@ -47,7 +47,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from custom_nets.backbones import create_image_encoder
-from custom_nets.blocks import BidirectionalCrossAttention, fill_missing_text
+from custom_nets.blocks import BidirectionalCrossAttention, fill_missing_text, masked_token_mean
 
 IMAGE_POOLINGS = ("attention", "mean")  # C2SegContrastive(image_pooling=...)
 #: decoder stages that get a BCAM, counted from the coarsest (stride 16, 8, 4 for a stride-32 encoder)
@@ -63,20 +63,6 @@ def _encoder(spatial_dims: int, in_channels: int, backbone: str, pretrained: boo
         raise ValueError(f"expected 5 feature levels (strides 2..32) from {backbone}, got "
                          f"{encoder.feature_info.reduction()}")
     return encoder
-
-
-def masked_token_mean(tokens: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
-    """Mean of the valid tokens: tokens (B, L, D), text_mask (B, L) with 1 = token -> (B, D).
-
-    Example:
-        >>> masked_token_mean(torch.tensor([[[1.0], [3.0], [100.0]]]), torch.tensor([[1, 1, 0]]))
-        tensor([[2.]])
-    """
-    valid = (text_mask != 0).to(tokens.dtype).unsqueeze(-1)
-    count = valid.sum(dim=1)
-    if bool((count == 0).any()):
-        raise ValueError("a sample has no valid token (text_mask row of zeros): stage I needs a sentence per image")
-    return (tokens * valid).sum(dim=1) / count
 
 
 class C2SegContrastive(nn.Module):
