@@ -54,15 +54,20 @@ def load_config(bundle: str | os.PathLike, *overrides: str | os.PathLike, main: 
     return parser
 
 
+#: ``network_def`` arguments that fetch pretrained weights (HiMix, TAMISeg, C2Seg: ``pretrained``; LCPDN's frozen CLIP)
+PRETRAINED_ARGUMENTS = ("pretrained", "image_encoder_pretrained")
+
+
 def weights_from_checkpoint(parser: ConfigParser) -> ConfigParser:
-    """Build ``network_def`` without fetching pretrained encoder weights (``imagenet_weights``): a script that loads a
-    trained checkpoint over the network needs none, and offline it could not get them.
+    """Build ``network_def`` without fetching pretrained encoder weights (``imagenet_weights``, ``clip_weights``): a
+    script that loads a trained checkpoint over the network needs none, and offline it could not get them.
 
     Example:
         >>> weights_from_checkpoint(load_config("himix"))["network_def"]["pretrained"]
         False
     """
     network = parser.get("network_def")
-    if isinstance(network, dict) and "pretrained" in network:
-        parser["network_def#pretrained"] = False
+    for argument in PRETRAINED_ARGUMENTS:
+        if isinstance(network, dict) and argument in network:
+            parser[f"network_def#{argument}"] = False
     return parser

@@ -149,6 +149,14 @@ def main(argv: list[str] | None = None) -> int:
     with torch.no_grad():
         infer = median_time(lambda: net(image, **(cached_prep.encode(sentences) if uses_text else {})), args.steps)
     print(f"inference: {batch / infer:.1f} images/s (batch {batch}, no grad)")
+    if hasattr(net, "unet_features"):  # LCPDN: the frozen diffusion UNet, one batched pass over every timestep
+        with torch.no_grad():
+            encoded = cached_prep.encode(sentences)
+            text, mask = net.text_tokens(image, encoded["text_hidden"], encoded["text_mask"])
+            prompt, context = net.prompt_and_context(image, text, mask)
+            unet = median_time(lambda: net.unet_features(image, prompt, context), args.steps)
+        print(f"diffusion UNet ({len(net.timesteps)} timesteps in one batched pass, up to decoder block "
+              f"{max(net.feature_blocks)}): {unet * 1000:.1f} ms per batch, {100 * unet / infer:.0f} % of inference")
 
     # text pipeline: encoding a batch's sentences with the warm cache against running the text model each time
     t_cached = median_time(lambda: cached_prep.encode(sentences), args.steps * 4)

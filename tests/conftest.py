@@ -59,12 +59,26 @@ def data_args(tiny_demo) -> list[str]:
     return ["--data_root", str(root), "--datalist", str(datalist)]
 
 
-def bundle_configs(bundle: str, *names: str, tiny: Path | None = None) -> str:
-    """A ``--config_file`` list: the bundle's files, then ``demo.json`` and the tiny override when given."""
+def bundle_config_files(bundle: str, *names: str, tiny: Path | None = None) -> list[str]:
+    """The bundle's config files, then ``demo.json`` and the tiny override when given."""
     files = [ROOT / "bundles" / bundle / "configs" / n for n in names]
     if tiny is not None:
         files += [ROOT / "bundles" / bundle / "configs" / "demo.json", tiny]
-    return "[" + ",".join(f"'{f}'" for f in files) + "]"
+    return [str(f) for f in files]
+
+
+def bundle_configs(bundle: str, *names: str, tiny: Path | None = None) -> str:
+    """A ``--config_file`` list: the bundle's files, then ``demo.json`` and the tiny override when given."""
+    return "[" + ",".join(f"'{f}'" for f in bundle_config_files(bundle, *names, tiny=tiny)) + "]"
+
+
+def run_in_process(run_id: str, config_files: list[str], **overrides) -> None:
+    """``monai.bundle.run`` in this process: the function ``python -m monai.bundle run`` calls, for checks that need
+    no process of their own (a new interpreter spends about 10 s importing MONAI). Raises what the run raises; its
+    log goes to this process's stdout (``capfd``)."""
+    from monai.bundle import run
+
+    run(run_id, config_file=config_files, **overrides)
 
 
 @pytest.fixture(scope="session")

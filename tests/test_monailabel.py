@@ -2,7 +2,7 @@
 trained demo HiMix, unchanged, with the sentence as the ``prompt`` request parameter; a client's values are data.
 
 Builds MONAI Label's own environment (``scripts/monailabel/setup_env.sh``, cached in ``.venv-monailabel``; about
-4 minutes the first time), makes demo data, trains HiMix for 10 epochs with ``demo.json``, serves it with
+4 minutes the first time) while it makes demo data and trains HiMix for 10 epochs with ``demo.json``, serves it with
 ``scripts/monailabel/serve.sh`` on a free port of 127.0.0.1, and stops the server afterwards.
 """
 
@@ -66,17 +66,26 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    env_build = subprocess.run(["bash", str(ROOT / "scripts/monailabel/setup_env.sh")], cwd=ROOT, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=1500)
-    assert env_build.returncode == 0, env_build.stdout[-3000:]
     work = tmp_path_factory.mktemp("monailabel")
-    data, datalist = work / "data", work / "datalist.json"
-    subprocess.run([sys.executable, str(ROOT / "scripts/make_demo_data.py"), "--data-root", str(data),
-                    "--datalist", str(datalist)], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    r = run_bundle("run", "training", "--config_file", configs("himix", "train.json", "demo.json"),
-                   "--bundle_root", str(work / "bundle"), "--data_root", str(data), "--datalist", str(datalist),
-                   "--epochs", "10", "--lr_t_max", "10", "--show_progress", "False", timeout=1200)
-    assert r.returncode == 0, r.stdout[-3000:]
+    # MONAI Label's environment builds (pip: mostly downloads and unpacking) while HiMix trains (torch)
+    env_log = open(work / "env_build.log", "w")
+    env_build = subprocess.Popen(["bash", str(ROOT / "scripts/monailabel/setup_env.sh")], cwd=ROOT, text=True,
+                                 stdout=env_log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        data, datalist = work / "data", work / "datalist.json"
+        subprocess.run([sys.executable, str(ROOT / "scripts/make_demo_data.py"), "--data-root", str(data),
+                        "--datalist", str(datalist)], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        r = run_bundle("run", "training", "--config_file", configs("himix", "train.json", "demo.json"),
+                       "--bundle_root", str(work / "bundle"), "--data_root", str(data), "--datalist", str(datalist),
+                       "--epochs", "10", "--lr_t_max", "10", "--show_progress", "False", timeout=1200)
+        assert r.returncode == 0, r.stdout[-3000:]
+        env_build.wait(timeout=1500)
+    finally:
+        if env_build.poll() is None:  # training failed: do not leave pip running
+            os.killpg(env_build.pid, signal.SIGKILL)
+            env_build.wait()
+        env_log.close()
+    assert env_build.returncode == 0, (work / "env_build.log").read_text()[-3000:]
     studies = work / "studies"
     studies.mkdir()
     test_items = json.loads(datalist.read_text())["test"][:2]

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 def test_full_configs_default_to_the_authors_pretrained_weights_and_the_demo_turns_them_off():
     for bundle, keys in (("himix", ["imagenet_weights"]), ("tamiseg", ["imagenet_weights", "teacher_pretrained"]),
-                         ("c2seg", ["imagenet_weights"])):
+                         ("c2seg", ["imagenet_weights"]), ("lcpdn", ["clip_weights"])):
         train = json.loads((ROOT / "bundles" / bundle / "configs" / "train.json").read_text())
         demo = json.loads((ROOT / "bundles" / bundle / "configs" / "demo.json").read_text())
         assert all(train[k] is True for k in keys) and all(demo[k] is False for k in keys), bundle
@@ -29,6 +29,7 @@ def nothing_written(folder) -> bool:
     ("tamiseg", ("pretrain.json",), "imagenet_weights", "resnet50.tv_in1k"),
     ("tamiseg", (), "teacher_pretrained", "vit_small_patch16_dinov3.lvd1689m"),
     ("c2seg", ("pretrain.json",), "imagenet_weights", "resnet18.tv_in1k"),
+    ("lcpdn", (), "clip_weights", "vit_base_patch16_clip_224.openai"),
 ])
 def test_training_stops_at_start_up_without_the_weights(bundle, phase, switch, model, tiny_demo, tiny_overrides, tmp_path):
     """Offline with an empty cache: the run names the model, `--<switch> False` and pretrained_cfg_overlay."""
@@ -40,10 +41,15 @@ def test_training_stops_at_start_up_without_the_weights(bundle, phase, switch, m
     assert f"timm model '{model}'" in r.stdout and f"timm/{model}" in r.stdout, r.stdout[-3000:]
     assert f"`--{switch} False`" in r.stdout and "pretrained_cfg_overlay=dict(file=...)" in r.stdout
     assert nothing_written(root)  # no checkpoint folder, no logs, no label-budget record
-    missing = tmp_path / "no_such_weights.safetensors"
-    r = run_bundle("run", "training", "--config_file", bundle_configs(bundle, "train.json", *phase, tiny=tiny_overrides[bundle]),
-                   "--bundle_root", str(root), *data_args(tiny_demo), f"--{switch}", str(missing))
-    assert r.returncode != 0 and f"local weights file for timm model '{model}' not found: {missing}" in r.stdout
+
+
+def test_a_missing_local_weights_file_stops_training(tiny_demo, tiny_overrides, tmp_path):
+    """The same start-up check for a local file that is not there (one bundle: the check is shared code,
+    ``ensure_pretrained_weights``, tested for every message below)."""
+    root, missing = tmp_path / "bundle", tmp_path / "no_such_weights.safetensors"
+    r = run_bundle("run", "training", "--config_file", bundle_configs("himix", "train.json", tiny=tiny_overrides["himix"]),
+                   "--bundle_root", str(root), *data_args(tiny_demo), "--imagenet_weights", str(missing))
+    assert r.returncode != 0 and f"local weights file for timm model 'convnext_tiny.fb_in1k' not found: {missing}" in r.stdout
     assert nothing_written(root)
 
 

@@ -101,8 +101,9 @@ def create_image_encoder(name: str, in_channels: int, pretrained: bool | str = F
 class FrozenViTTeacher(nn.Module):
     """A frozen timm ViT (DINOv3 by default) giving the normalised patch maps of its last ``num_layers`` blocks.
 
-    Used only while training (semantic encoder distillation of TAMISeg); never part of an exported network.
-    Always in eval mode, without gradients. Images with one channel are repeated to three.
+    TAMISeg's distillation teacher (used only while training) and LCPDN's frozen CLIP image encoder (its last
+    block's patch tokens, Sec. 3.2). Always in eval mode, without gradients. Images with one channel are repeated
+    to three.
 
     Args:
         name: timm name (``vit_small_patch16_dinov3.lvd1689m``: DINOv3 ViT-S/16; the TAMISeg authors' code uses
@@ -119,13 +120,19 @@ class FrozenViTTeacher(nn.Module):
               ``a x + b`` with ``a > 0``: a z-scored image, the raw 0..255 one and the code's x / 255 all give
               the same teacher input, exactly the code's where every channel spans 0..255 (a stretch otherwise).
               A constant channel becomes 0 before the ImageNet step.
+            - ``"pretrained"``: the same min-max rescale, then the mean and std of the model's own pretrained
+              config (CLIP's for ``vit_base_patch16_clip_224.openai``, ImageNet's for DINOv3).
+        input_size: resize the image (bilinear) to this square size first, e.g. 224 for a ViT with a fixed
+            position grid (CLIP); None keeps the input's size (DINOv3's RoPE takes any multiple of the patch).
+        warn_random_weights: warn when built without pretrained weights (a teacher's are never loaded later;
+            LCPDN's encoder, part of its checkpoint, turns this off).
 
     Forward: image (B, C, H, W) with H, W multiples of the patch size -> list of ``num_layers`` tensors
     (B, embed_dim, H / patch, W / patch).
     """
 
     #: ``normalization`` values
-    NORMALIZATIONS = ("student", "imagenet")
+    NORMALIZATIONS = ("student", "imagenet", "pretrained")
     #: ImageNet statistics (timm's ``IMAGENET_DEFAULT_MEAN``/``_STD``; the authors' ``train.py``, lines 293-294)
     IMAGENET_MEAN = (0.485, 0.456, 0.406)
     IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -137,15 +144,20 @@ class FrozenViTTeacher(nn.Module):
         num_layers: int = 4,
         model_kwargs: dict | None = None,
         normalization: str = "student",
+        input_size: int | None = None,
+        warn_random_weights: bool = True,
     ) -> None:
         super().__init__()
         if normalization not in self.NORMALIZATIONS:
             raise ValueError(f"normalization must be one of {self.NORMALIZATIONS}, got {normalization!r}")
         self.normalization = normalization
-        self.register_buffer("mean", torch.tensor(self.IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(self.IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.input_size = input_size
         self.model = _create(name, pretrained, num_classes=0, **(model_kwargs or {}))
-        if not pretrained:
+        cfg = self.model.pretrained_cfg if normalization == "pretrained" else {}
+        mean, std = cfg.get("mean", self.IMAGENET_MEAN), cfg.get("std", self.IMAGENET_STD)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        if not pretrained and warn_random_weights:
             logger.warning("teacher '%s' has random weights (pretrained=false): distillation then pulls the "
                            "student toward random features; give the real weights for a faithful run", name)
         depth = len(getattr(self.model, "blocks", ()))
@@ -164,7 +176,10 @@ class FrozenViTTeacher(nn.Module):
         """The teacher's input: three channels, normalised as ``normalization`` says."""
         if image.shape[1] == 1:
             image = image.expand(-1, 3, -1, -1)
-        if self.normalization == "imagenet":
+        if self.input_size is not None and tuple(image.shape[2:]) != (self.input_size, self.input_size):
+            image = torch.nn.functional.interpolate(image, size=(self.input_size, self.input_size), mode="bilinear",
+                                                    align_corners=False)
+        if self.normalization != "student":
             low, high = image.amin(dim=(2, 3), keepdim=True), image.amax(dim=(2, 3), keepdim=True)
             image = (image - low) / (high - low).clamp_min(torch.finfo(image.dtype).eps)
             image = (image - self.mean.to(image.dtype)) / self.std.to(image.dtype)

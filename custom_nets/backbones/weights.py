@@ -30,47 +30,53 @@ def encoder_pretrained(encoder_init: str, imagenet_weights: bool | str = True) -
         raise ValueError(f"encoder_init must be one of {ENCODER_INITS}, got {encoder_init!r}")
     return imagenet_weights if encoder_init == "imagenet" else False
 
-def load_encoder_weights(network: nn.Module, checkpoint: str, key: str = "model") -> nn.Module:
-    """Load the phase I encoder (``encoder.*`` of a :class:`ConsistencyAwareEncoder` or
-    :class:`C2SegContrastive` checkpoint) into ``network``.
+def load_encoder_weights(network: nn.Module, checkpoint: str, key: str = "model", module: str = "encoder") -> nn.Module:
+    """Load the phase I part ``module`` (``encoder.*`` of a :class:`ConsistencyAwareEncoder` or
+    :class:`C2SegContrastive` checkpoint, ``unet.*`` of an :class:`LCPDNDenoiser` one) into ``network``.
 
     Args:
-        network: a :class:`TAMISeg` or :class:`C2Seg` (anything with an ``encoder`` of the same configuration).
+        network: a :class:`TAMISeg`, :class:`C2Seg` or :class:`LCPDN` (anything with a ``module`` of the same
+            configuration).
         checkpoint: path of phase I's ``model.pt`` (a plain state dict, or a dict holding one under ``key``).
         key: the entry holding the state dict when the file is a dict of several objects.
+        module: the attribute of ``network`` (and prefix of the checkpoint's keys) to load.
 
     Raises:
         FileNotFoundError: naming the path and the command that makes it.
-        ValueError: when the checkpoint's encoder does not fit (different backbone or widths).
+        ValueError: when the checkpoint's part does not fit (different backbone or widths).
     """
     if not os.path.isfile(checkpoint):
         raise FileNotFoundError(
             f"phase I checkpoint not found: {checkpoint}. Run phase I first "
             "(python -m monai.bundle run training --config_file \"['configs/train.json','configs/pretrain.json']\" ...), "
-            "or set 'phase1_checkpoint' to its model.pt, or start without it with --encoder_init imagenet|scratch"
+            "or set 'phase1_checkpoint' to its model.pt"
+            + (", or start without it with --encoder_init imagenet|scratch" if module == "encoder" else "")
         )
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     if key in state and isinstance(state[key], dict):
         state = state[key]
-    encoder_state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
-    if not encoder_state:
-        raise ValueError(f"{checkpoint} holds no 'encoder.*' weights: is it a phase I checkpoint (the models/pretrain/model.pt "
+    prefix = module + "."
+    part_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    if not part_state:
+        raise ValueError(f"{checkpoint} holds no '{prefix}*' weights: is it a phase I checkpoint (the models/pretrain/model.pt "
                          "of the bundle's pretrain.json)?")
     try:
-        network.encoder.load_state_dict(encoder_state, strict=True)
+        getattr(network, module).load_state_dict(part_state, strict=True)
     except RuntimeError as e:
-        raise ValueError(f"the phase I encoder in {checkpoint} does not fit this network's encoder: {e}") from e
+        raise ValueError(f"the phase I {module} in {checkpoint} does not fit this network's {module}: {e}") from e
     return network
 
 
-def initialize_encoder(network: nn.Module, encoder_init: str, phase1_checkpoint: str | None) -> nn.Module:
-    """Phase II start (config key ``encoder_init``): ``"phase1"`` loads the CAE from ``phase1_checkpoint`` (the
-    paper's recipe); ``"imagenet"`` and ``"scratch"`` keep what the network was built with (timm weights when
-    its ``pretrained`` is set, else random): the ablation "phase I skipped"."""
+def initialize_encoder(network: nn.Module, encoder_init: str, phase1_checkpoint: str | None,
+                       module: str = "encoder") -> nn.Module:
+    """Phase II start (config key ``encoder_init``): ``"phase1"`` loads ``module`` (the CAE, the CaCL encoder,
+    LCPDN's denoiser) from ``phase1_checkpoint`` (the papers' recipe); ``"imagenet"`` and ``"scratch"`` keep what
+    the network was built with (timm weights when its ``pretrained`` is set, else random): the ablation "phase I
+    skipped"."""
     if encoder_init not in ENCODER_INITS:
         raise ValueError(f"encoder_init must be one of {ENCODER_INITS}, got {encoder_init!r}")
     if encoder_init == "phase1":
         if not phase1_checkpoint:
             raise ValueError("encoder_init is 'phase1' but phase1_checkpoint is empty")
-        load_encoder_weights(network, phase1_checkpoint)
+        load_encoder_weights(network, phase1_checkpoint, module=module)
     return network

@@ -39,9 +39,10 @@ class TextVisionPrompt(nn.Module):
     timestep embedding.
 
     Args:
-        hidden_size: D, the shared width of the text tokens and image patches (768 for Clinical BioBERT and CLIP
-            ViT-B/16).
+        hidden_size: D, the width of the text tokens and of the attention (768 for Clinical BioBERT).
         time_embed_dim: d, the width of the UNet's timestep embedding.
+        image_hidden_size: the width of the image patches; None (default) = D, the paper's case (CLIP ViT-B/16 is
+            768 wide too): W^K and W^V are D x D. Otherwise they map the patch width to D (offline stand-ins).
 
     Example:
         >>> prompt = TextVisionPrompt(hidden_size=8, time_embed_dim=16)
@@ -50,30 +51,37 @@ class TextVisionPrompt(nn.Module):
         torch.Size([2, 16])
     """
 
-    def __init__(self, hidden_size: int, time_embed_dim: int) -> None:
+    def __init__(self, hidden_size: int, time_embed_dim: int, image_hidden_size: int | None = None) -> None:
         super().__init__()
         self.hidden_size = hidden_size
+        self.image_hidden_size = image_hidden_size or hidden_size
         self.query = nn.Linear(hidden_size, hidden_size, bias=False)  # W^Q
-        self.key = nn.Linear(hidden_size, hidden_size, bias=False)  # W^K
-        self.value = nn.Linear(hidden_size, hidden_size, bias=False)  # W^V
+        self.key = nn.Linear(self.image_hidden_size, hidden_size, bias=False)  # W^K
+        self.value = nn.Linear(self.image_hidden_size, hidden_size, bias=False)  # W^V
         self.text_proj = nn.Linear(hidden_size, time_embed_dim)  # W_t, b_t (Eq. 4)
         nn.init.zeros_(self.text_proj.weight)
         nn.init.zeros_(self.text_proj.bias)
 
     def fused_tokens(self, text: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
-        """Q* (B, N, D) of Eq. 2 from text (B, N, D) and image patches (B, M, D)."""
+        """Q* (B, N, D) of Eq. 2 from text (B, N, D) and image patches (B, M, D_image)."""
         q = self.query(text)  # Q W^Q
         attn = torch.softmax(q @ self.key(patches).transpose(1, 2) / math.sqrt(self.hidden_size), dim=-1)  # A (Eq. 1)
         z = attn @ self.value(patches)  # Z (Eq. 1)
         return torch.tanh(z) * q  # Eq. 2
 
-    def forward(self, text: torch.Tensor, text_mask: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
-        """text (B, N, D), text_mask (B, N) with 1 = token, patches (B, M, D) -> TextProj(E) (B, d)."""
-        if text.shape[-1] != self.hidden_size or patches.shape[-1] != self.hidden_size:
-            raise ValueError(f"text and patches must be {self.hidden_size} wide, got {tuple(text.shape)} and "
-                             f"{tuple(patches.shape)}")
-        e = masked_token_mean(self.fused_tokens(text, patches), text_mask)  # E (Eq. 3), padding left out
-        return self.text_proj(e)  # Eq. 4
+    def check(self, text: torch.Tensor, patches: torch.Tensor) -> None:
+        if text.shape[-1] != self.hidden_size or patches.shape[-1] != self.image_hidden_size:
+            raise ValueError(f"text must be {self.hidden_size} and patches {self.image_hidden_size} wide, got "
+                             f"{tuple(text.shape)} and {tuple(patches.shape)}")
+
+    def forward(self, text: torch.Tensor, text_mask: torch.Tensor, patches: torch.Tensor,
+                return_tokens: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """text (B, N, D), text_mask (B, N) with 1 = token, patches (B, M, D_image) -> TextProj(E) (B, d), and
+        Q* (B, N, D) too when ``return_tokens`` (LCPDN gives them to the UNet's cross-attention)."""
+        self.check(text, patches)
+        tokens = self.fused_tokens(text, patches)
+        prompt = self.text_proj(masked_token_mean(tokens, text_mask))  # E (Eq. 3; padding left out), Eq. 4
+        return (prompt, tokens) if return_tokens else prompt
 
 
 def align_tokens(text: torch.Tensor, text_mask: torch.Tensor, positions: int) -> torch.Tensor:
@@ -89,14 +97,14 @@ def align_tokens(text: torch.Tensor, text_mask: torch.Tensor, positions: int) ->
         >>> align_tokens(t, torch.tensor([[1, 1, 0]]), 5).flatten().tolist()  # padding (2.0) dropped, 0 1 tiled
         [0.0, 1.0, 0.0, 1.0, 0.0]
     """
-    rows = []
-    for tokens, mask in zip(text, text_mask):
-        valid = tokens[mask != 0]
-        if valid.shape[0] == 0:
-            raise ValueError("a sample has no valid text token (text_mask row of zeros)")
-        repeats = math.ceil(positions / valid.shape[0])
-        rows.append(valid.repeat(repeats, 1)[:positions])
-    return torch.stack(rows)
+    valid = text_mask != 0
+    counts = valid.sum(1)  # (B,)
+    if bool((counts == 0).any()):
+        raise ValueError("a sample has no valid text token (text_mask row of zeros)")
+    order = torch.argsort((~valid).to(torch.int8), dim=1, stable=True)  # each row's valid tokens first, in order
+    tiled = torch.arange(positions, device=text.device)[None] % counts[:, None]  # (B, M): 0 1 .. n-1 0 1 ..
+    index = torch.gather(order, 1, tiled)
+    return torch.gather(text, 1, index[..., None].expand(-1, -1, text.shape[-1]))
 
 
 class TextVisionFusion(nn.Module):
