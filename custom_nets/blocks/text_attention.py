@@ -204,7 +204,8 @@ class TextCrossAttention(nn.Module):
 
 def masked_token_mean(tokens: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
     """Mean of each sample's valid tokens: tokens (B, L, D), text_mask (B, L) with 1 = token -> (B, D); padding is
-    left out. A sample without a valid token is a ValueError.
+    left out. A sample without a valid token is a ValueError (not checked on shape-only ``meta`` tensors, which
+    FLOP counting uses).
 
     Example:
         >>> masked_token_mean(torch.tensor([[[1.0], [3.0], [100.0]]]), torch.tensor([[1, 1, 0]]))
@@ -212,6 +213,6 @@ def masked_token_mean(tokens: torch.Tensor, text_mask: torch.Tensor) -> torch.Te
     """
     valid = (text_mask != 0).to(tokens.dtype).unsqueeze(-1)
     count = valid.sum(dim=1)
-    if bool((count == 0).any()):
+    if not tokens.is_meta and bool((count == 0).any()):
         raise ValueError("a sample has no valid text token (text_mask row of zeros)")
     return (tokens * valid).sum(dim=1) / count

@@ -99,7 +99,7 @@ def align_tokens(text: torch.Tensor, text_mask: torch.Tensor, positions: int) ->
     """
     valid = text_mask != 0
     counts = valid.sum(1)  # (B,)
-    if bool((counts == 0).any()):
+    if not text.is_meta and bool((counts == 0).any()):  # meta tensors (FLOP counting) hold no values
         raise ValueError("a sample has no valid text token (text_mask row of zeros)")
     order = torch.argsort((~valid).to(torch.int8), dim=1, stable=True)  # each row's valid tokens first, in order
     tiled = torch.arange(positions, device=text.device)[None] % counts[:, None]  # (B, M): 0 1 .. n-1 0 1 ..
