@@ -5,7 +5,7 @@ For bundles that read text it also runs ``scripts/text_sensitivity.py`` (test Di
 counterfactual sentences), the check that the network uses the sentence.
 
     python scripts/demo.py                 # HiMix, the default (about 6 minutes on 2 CPU cores)
-    python scripts/demo.py --all           # every bundle that ships configs/demo.json (about 25 minutes)
+    python scripts/demo.py --all           # every bundle that ships configs/demo.json (about 40 minutes)
     python scripts/demo.py --bundles c2seg unet
 
 Outputs go to ``runs/demo/<bundle>/`` (models/, logs/, eval/); a rerun replaces that folder's results.
