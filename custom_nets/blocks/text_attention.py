@@ -204,15 +204,21 @@ class TextCrossAttention(nn.Module):
 
 def masked_token_mean(tokens: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
     """Mean of each sample's valid tokens: tokens (B, L, D), text_mask (B, L) with 1 = token -> (B, D); padding is
-    left out. A sample without a valid token is a ValueError (not checked on shape-only ``meta`` tensors, which
-    FLOP counting uses).
+    left out. A sample without a valid token is a ValueError (:func:`valid_token_counts`).
 
     Example:
         >>> masked_token_mean(torch.tensor([[[1.0], [3.0], [100.0]]]), torch.tensor([[1, 1, 0]]))
         tensor([[2.]])
     """
     valid = (text_mask != 0).to(tokens.dtype).unsqueeze(-1)
-    count = valid.sum(dim=1)
-    if not tokens.is_meta and bool((count == 0).any()):
-        raise ValueError("a sample has no valid text token (text_mask row of zeros)")
+    count = valid_token_counts(text_mask, tokens).to(tokens.dtype).unsqueeze(-1)
     return (tokens * valid).sum(dim=1) / count
+
+
+def valid_token_counts(text_mask: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Valid tokens per sample (B,) of ``text_mask`` (B, L), 1 = token; a sample without one is a ValueError (not
+    checked on shape-only ``meta`` tensors, which FLOP counting uses)."""
+    counts = (text_mask != 0).sum(dim=1)
+    if not tokens.is_meta and bool((counts == 0).any()):
+        raise ValueError("a sample has no valid text token (text_mask row of zeros)")
+    return counts

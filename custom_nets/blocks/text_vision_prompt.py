@@ -30,7 +30,7 @@ import math
 import torch
 from torch import nn
 
-from .text_attention import masked_token_mean
+from .text_attention import masked_token_mean, valid_token_counts
 
 
 class TextVisionPrompt(nn.Module):
@@ -97,11 +97,8 @@ def align_tokens(text: torch.Tensor, text_mask: torch.Tensor, positions: int) ->
         >>> align_tokens(t, torch.tensor([[1, 1, 0]]), 5).flatten().tolist()  # padding (2.0) dropped, 0 1 tiled
         [0.0, 1.0, 0.0, 1.0, 0.0]
     """
-    valid = text_mask != 0
-    counts = valid.sum(1)  # (B,)
-    if not text.is_meta and bool((counts == 0).any()):  # meta tensors (FLOP counting) hold no values
-        raise ValueError("a sample has no valid text token (text_mask row of zeros)")
-    order = torch.argsort((~valid).to(torch.int8), dim=1, stable=True)  # each row's valid tokens first, in order
+    counts = valid_token_counts(text_mask, text)  # (B,)
+    order = torch.argsort((text_mask == 0).to(torch.int8), dim=1, stable=True)  # each row's valid tokens first, in order
     tiled = torch.arange(positions, device=text.device)[None] % counts[:, None]  # (B, M): 0 1 .. n-1 0 1 ..
     index = torch.gather(order, 1, tiled)
     return torch.gather(text, 1, index[..., None].expand(-1, -1, text.shape[-1]))

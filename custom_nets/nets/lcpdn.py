@@ -97,7 +97,7 @@ class PromptableDiffusionUNet(DiffusionModelUNet):
                          norm_num_groups=norm_num_groups, num_head_channels=num_head_channels,
                          with_conditioning=cross_attention_dim is not None, cross_attention_dim=cross_attention_dim,
                          num_class_embeds=1)
-        self.time_embed_dim = channels[0] * 4
+        self.time_embed_dim: int = self.time_embed[-1].out_features  # M's width (MONAI: 4 x channels[0])
         self.context_dim = cross_attention_dim
         self.class_embedding = nn.Identity()  # Eq. 5: the prompt is added where a class embedding would be
 
@@ -242,7 +242,6 @@ class LCPDN(nn.Module):
         self.timesteps = tuple(int(t) for t in timesteps)
         self.feature_blocks = tuple(int(j) for j in feature_blocks)
         self.noise_seed = noise_seed
-        self.use_prompt = use_prompt
         self.prompt_cross_attention = prompt_cross_attention and use_prompt
         self.unet = PromptableDiffusionUNet(spatial_dims, in_channels, unet_channels, attention_levels, num_res_blocks,
                                             num_head_channels, norm_num_groups,
