@@ -4,7 +4,9 @@
 # Re-running is cheap: nothing is installed again unless pyproject.toml or a constraints file changed.
 # Other environments reuse this script through variables (scripts/monailabel/setup_env.sh does):
 #   VENV (.venv), EXTRAS (test,demo,dicom,data), EXTRA_PACKAGES (more requirement specs, e.g. monailabel),
-#   EXTRA_CONSTRAINTS (one more constraints file for them).
+#   EXTRA_CONSTRAINTS (one more constraints file for them), SEED_VENV (a venv whose big packages, SEED_PACKAGES with
+#   what they require, are hard-linked in before pip runs: seconds instead of minutes of unpacking; pip then keeps
+#   or replaces each as the constraints decide; see scripts/link_packages.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -12,6 +14,8 @@ VENV=${VENV:-.venv}
 EXTRAS=${EXTRAS:-test,demo,dicom,data}
 EXTRA_PACKAGES=${EXTRA_PACKAGES:-}
 EXTRA_CONSTRAINTS=${EXTRA_CONSTRAINTS:-}
+SEED_VENV=${SEED_VENV:-}
+SEED_PACKAGES=${SEED_PACKAGES:-torch torchvision itk monai transformers scipy}
 TAG="[setup${EXTRA_PACKAGES:+ $EXTRA_PACKAGES}]"
 
 if [ ! -x "$VENV/bin/python" ]; then
@@ -26,10 +30,14 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     exit 0
 fi
 pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
+if [ -n "$SEED_VENV" ] && [ -x "$SEED_VENV/bin/python" ]; then
+    "$VENV/bin/python" scripts/link_packages.py --source "$SEED_VENV" $SEED_PACKAGES
+fi
 echo "$TAG installing torch and torchvision (constraints.txt)"
-pip install -c constraints.txt torch torchvision
+# --no-compile: modules are byte-compiled when first imported, not all of them at install time (torch has ~20k)
+pip install --no-compile -c constraints.txt torch torchvision
 echo "$TAG installing textseg-bundles with extras [$EXTRAS] $EXTRA_PACKAGES"
-# shellcheck disable=SC2086  # EXTRA_PACKAGES is a list of specs
-pip install "${constraints[@]}" -e ".[$EXTRAS]" $EXTRA_PACKAGES
+# shellcheck disable=SC2086  # EXTRA_PACKAGES and SEED_PACKAGES are lists
+pip install --no-compile "${constraints[@]}" -e ".[$EXTRAS]" $EXTRA_PACKAGES
 echo "$want" > "$stamp"
 echo "$TAG done"
