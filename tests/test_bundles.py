@@ -85,6 +85,9 @@ def test_evaluate_writes_metrics(bundle, trained_bundle, tiny_demo, tiny_overrid
         metrics = {k: float(v) for k, v in csv.reader(f)}
     assert {"dice_mean", "dice_pooled", "iou_mean", "iou_pooled", "hd95", "assd"} <= set(metrics)
     assert 0 <= metrics["dice_mean"] <= 1 and 0 <= metrics["dice_pooled"] <= 1
+    # text-mask consistency of the predictions and of the ground truth, over the cases whose sentence says something
+    assert metrics["consistency_stated"] == metrics["consistency_gt_stated"] == 4 and metrics["consistency_unparsed"] == 0
+    assert all(0 <= metrics[f"consistency{s}"] <= 1 for s in ("", "_count", "_side", "_zone", "_gt"))
     log = capfd.readouterr().out
     assert "Engine run finished" in log, log[-2000:]  # the run's log was captured
     assert "random weights" not in log  # evaluation builds no teacher
