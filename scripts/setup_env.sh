@@ -3,7 +3,7 @@
 # torch and torchvision are installed first, pinned by constraints.txt, which every pip call receives.
 # Re-running is cheap: nothing is installed again unless pyproject.toml or a constraints file changed.
 # Other environments reuse this script through variables (scripts/monailabel/setup_env.sh does):
-#   VENV (.venv), EXTRAS (test,demo,dicom,data), EXTRA_PACKAGES (more requirement specs, e.g. monailabel),
+#   VENV (.venv), EXTRAS (test,demo,dicom,data,report), EXTRA_PACKAGES (more requirement specs, e.g. monailabel),
 #   EXTRA_CONSTRAINTS (one more constraints file for them), SEED_VENV (a venv whose big packages, SEED_PACKAGES with
 #   what they require, are hard-linked in before pip runs: seconds instead of minutes of unpacking; pip then keeps
 #   or replaces each as the constraints decide; see scripts/link_packages.py).
@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
-EXTRAS=${EXTRAS:-test,demo,dicom,data}
+EXTRAS=${EXTRAS:-test,demo,dicom,data,report}
 EXTRA_PACKAGES=${EXTRA_PACKAGES:-}
 EXTRA_CONSTRAINTS=${EXTRA_CONSTRAINTS:-}
 SEED_VENV=${SEED_VENV:-}

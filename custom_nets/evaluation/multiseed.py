@@ -1,0 +1,91 @@
+"""Train and evaluate a bundle over several seeds (and training budgets) and summarise: mean +/- std of every
+test metric per budget, the per-case Dice of every run, and paired comparisons between two bundles' summaries.
+
+The summary is ``<out>/<bundle>/summary.json`` (what ``scripts/report.py`` reads)::
+
+    {"bundle": "himix", "configs": ["demo.json"], "seeds": [0, 1, 2],
+     "budgets": {"1.0": {"runs": [{"seed": 0, "root": ..., "metrics": {...}, "dice_per_case": {case: dice}}],
+                         "mean_std": {"dice_mean": [mean, std, n], ...}}}}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from custom_nets.evaluation.runs import read_metrics, read_per_case, train_and_evaluate
+from custom_nets.evaluation.stats import mean_std, paired_comparison
+from custom_nets.utils.files import write_atomically
+
+SUMMARY = "summary.json"
+
+
+def run_directory(out: Path, bundle: str, budget: float, seed: int) -> Path:
+    return out / bundle / f"budget_{budget:g}" / f"seed_{seed}"
+
+
+def run_seeds(bundle: str, configs: Sequence[str], out: Path, data_root: Path, datalist: Path, seeds: Sequence[int],
+              budgets: Sequence[float] = (1.0,), rerun: bool = False, progress: Callable[[str], None] = print) -> dict:
+    """Train and evaluate ``bundle`` once per (budget, seed) into ``run_directory(...)``; a run whose
+    ``eval/metrics.csv`` exists is kept (resume) unless ``rerun``. Writes and returns the summary."""
+    for budget in budgets:
+        if not 0 < budget <= 1:
+            raise ValueError(f"a training budget is a share of the training split in (0, 1], got {budget}")
+    summary = {"bundle": bundle, "configs": list(configs), "datalist": str(datalist), "seeds": list(seeds), "budgets": {}}
+    for budget in budgets:
+        runs = []
+        for seed in seeds:
+            root = run_directory(out, bundle, budget, seed)
+            if rerun or not (root / "eval" / "metrics.csv").is_file():
+                extra = ["--seed", str(seed), "--train_seed", str(seed)]
+                if budget < 1:
+                    extra += ["--train_fraction", str(budget)]
+                progress(f"[{bundle}] budget {budget:g}, seed {seed}: {root}")
+                train_and_evaluate(bundle, configs, root, data_root, datalist, extra, progress)
+            else:
+                progress(f"[{bundle}] budget {budget:g}, seed {seed}: kept {root / 'eval'} (--rerun to train again)")
+            runs.append({"seed": seed, "root": str(root), "metrics": read_metrics(root / "eval"),
+                         "dice_per_case": read_per_case(root / "eval", "dice_mean")})
+        names = sorted({k for r in runs for k in r["metrics"]})
+        summary["budgets"][f"{budget:g}"] = {
+            "runs": runs, "mean_std": {k: list(mean_std([r["metrics"].get(k, math.nan) for r in runs])) for k in names}}
+    path = out / bundle / SUMMARY
+    write_atomically(path, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1) + "\n"))
+    return summary
+
+
+def load_summary(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if path.is_dir():
+        path = path / SUMMARY
+    if not path.is_file():
+        raise FileNotFoundError(f"no multi-seed summary at {path} (run scripts/multiseed.py first)")
+    return json.loads(path.read_text())
+
+
+def case_dice(summary: dict, budget: str = "1") -> dict[str, float]:
+    """Per-case Dice averaged over the seeds of one budget (NaN-aware)."""
+    runs = summary["budgets"][budget]["runs"]
+    cases = sorted({c for r in runs for c in r["dice_per_case"]})
+    out = {}
+    for case in cases:
+        values = [r["dice_per_case"].get(case, math.nan) for r in runs]
+        kept = [v for v in values if not math.isnan(v)]
+        out[case] = float(np.mean(kept)) if kept else math.nan
+    return out
+
+
+def compare(summary_a: dict, summary_b: dict, budget: str = "1") -> dict[str, float]:
+    """Paired comparison (Wilcoxon, bootstrap CI of the mean difference) of two bundles' per-case Dice, averaged
+    over seeds, on the cases both evaluated. Different case sets are an error."""
+    a, b = case_dice(summary_a, budget), case_dice(summary_b, budget)
+    if set(a) != set(b):
+        raise ValueError(f"{summary_a['bundle']} and {summary_b['bundle']} were evaluated on different cases "
+                         f"({len(set(a) ^ set(b))} differ): compare runs on the same datalist and split")
+    cases = sorted(a)
+    return paired_comparison([a[c] for c in cases], [b[c] for c in cases])

@@ -1,0 +1,125 @@
+"""Rewrites of a report sentence for robustness tests: some keep its meaning, some change it.
+
+A network that reads the sentence should lose little Dice (against the *true* mask) under the first kind and
+much under the second. Every rewrite is deterministic given ``seed``; one that cannot apply to a sentence (a
+sentence that names no zone cannot have its zones replaced) returns None and the case is left out of that row.
+
+Meaning kept (:data:`PRESERVING`):
+    upper_case      the whole sentence in capitals;
+    typos           three letters swapped or dropped in words that carry no constraint ("pulmonray");
+    abbreviations   each "upper left lung" as its zone abbreviation ("LUZ");
+    synonyms        "infected area(s)" -> "opacity/opacities", "pulmonary infection" -> "lung infection";
+    location_first  the zones first, then the finding ("Upper left lung and lower right lung: bilateral ...");
+    extra_clause    an unrelated normal finding appended ("No pleural effusion.");
+    missing_finding the redundant first clause dropped ("Two infected areas, upper left lung and ...").
+Meaning changed (:data:`CHANGING`):
+    laterality      left and right swapped (only where that changes the zones named);
+    zones           the named zones replaced by as many others (look-alike distractors first);
+    count           one zone added (from one) or dropped (from two or more), count word and extent with it.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Sequence
+
+from custom_nets.text.constraints import ABBREVIATIONS, parse_constraints
+from custom_nets.text.prompts import ZONES, parse_zones, replaced_zone_sentence, swap_laterality, zone_sentence
+
+PRESERVING = ("upper_case", "typos", "abbreviations", "synonyms", "location_first", "extra_clause", "missing_finding")
+CHANGING = ("laterality", "zones", "count")
+KINDS = PRESERVING + CHANGING
+#: words a typo must leave alone: they carry the count, side and zones
+_PROTECTED = re.compile(r"^(?:left|right|upper|middle|lower|bilateral|unilateral|one|two|three|four|five|six|no|lung|lungs)$", re.I)
+_ABBREVIATION_OF = {zone: abbr for abbr, zone in ABBREVIATIONS.items() if abbr.endswith("Z")}
+_EXTRA = ("No pleural effusion.", "Heart size is normal.", "No pneumothorax.")
+
+
+def _typos(sentence: str, rng: random.Random, n: int = 3) -> str:
+    words = re.findall(r"[A-Za-z]{5,}", sentence)
+    candidates = [i for i, m in enumerate(re.finditer(r"[A-Za-z]{5,}", sentence)) if not _PROTECTED.match(words[i])]
+    if not candidates:
+        return sentence
+    chosen = {rng.choice(candidates) for _ in range(n)}
+    out, last = [], 0
+    for i, m in enumerate(re.finditer(r"[A-Za-z]{5,}", sentence)):
+        word = m.group(0)
+        if i in chosen:
+            k = rng.randrange(1, len(word) - 2)
+            word = word[:k] + word[k + 1] + word[k] + word[k + 2:] if rng.random() < 0.5 else word[:k] + word[k + 1:]
+        out.append(sentence[last:m.start()] + word)
+        last = m.end()
+    return "".join(out) + sentence[last:]
+
+
+def _places(sentence: str) -> tuple[str, str] | None:
+    """``(finding, places)``: the sentence split before its first zone ("Bilateral ..., two infected areas",
+    "upper left lung and lower right lung")."""
+    m = re.search(r"\b(?:upper|middle|lower)\s+(?:left|right)\b", sentence, flags=re.I)
+    if m is None:
+        return None
+    return sentence[:m.start()].rstrip(" ,;:"), sentence[m.start():].rstrip(" .")
+
+
+def perturb(sentence: str, kind: str, seed: int = 0, distractor_zones: Sequence | None = None) -> str | None:
+    """The ``kind`` rewrite of ``sentence`` (see the module docstring), or None where it does not apply.
+
+    Example:
+        >>> s = "Bilateral pulmonary infection, two infected areas, upper left lung and lower right lung."
+        >>> perturb(s, "abbreviations")
+        'Bilateral pulmonary infection, two infected areas, LUZ and RLZ.'
+        >>> perturb(s, "location_first")
+        'Upper left lung and lower right lung: bilateral pulmonary infection, two infected areas.'
+        >>> perturb(s, "count")
+        'Unilateral pulmonary infection, one infected area, upper left lung.'
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown perturbation {kind!r}; kinds are {KINDS}")
+    rng = random.Random(f"{seed}:{kind}:{sentence}")
+    zones = parse_zones(sentence)
+    if kind == "upper_case":
+        return sentence.upper()
+    if kind == "typos":
+        out = _typos(sentence, rng)
+        return out if out != sentence else None
+    if kind == "abbreviations":
+        if not zones:
+            return None
+        out = re.sub(r"\b(upper|middle|lower)\s+(left|right)\s+lung\b",
+                     lambda m: _ABBREVIATION_OF[(m.group(1).lower(), m.group(2).lower())], sentence, flags=re.I)
+        return out if out != sentence else None
+    if kind == "synonyms":
+        out = re.sub(r"\binfected areas\b", "opacities", sentence, flags=re.I)
+        out = re.sub(r"\binfected area\b", "opacity", out, flags=re.I)
+        out = re.sub(r"\bpulmonary infection\b", "lung infection", out, flags=re.I)
+        return out if out != sentence else None
+    if kind == "location_first":
+        split = _places(sentence)
+        if split is None or not split[0]:
+            return None
+        finding, places = split
+        return f"{places[:1].upper()}{places[1:]}: {finding[:1].lower()}{finding[1:]}."
+    if kind == "extra_clause":
+        return f"{sentence.rstrip()} {rng.choice(_EXTRA)}"
+    if kind == "missing_finding":
+        head, sep, rest = sentence.partition(",")
+        if not sep or not parse_constraints(rest).stated or parse_constraints(rest).zones != parse_constraints(sentence).zones:
+            return None
+        rest = rest.strip()
+        return rest[:1].upper() + rest[1:]
+    if not zones:  # the meaning-changing rewrites need zones to change
+        return None
+    if kind == "laterality":
+        out = swap_laterality(sentence)
+        return out if set(parse_zones(out)) != set(zones) else None
+    if kind == "zones":
+        return replaced_zone_sentence(sentence, distractor_zones, seed=seed)
+    # count: add one zone to a single one, else drop the last
+    if len(zones) == 1:
+        others = [tuple(z.split()) if isinstance(z, str) else tuple(z) for z in distractor_zones or []] or \
+                 [z for z in ZONES if z not in zones]
+        new = zones + [rng.choice([z for z in others if z not in zones])]
+    else:
+        new = zones[:-1]
+    return zone_sentence(sorted(set(new), key=ZONES.index))
