@@ -133,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--bundles", nargs="+", required=True, help="bundle names under bundles/")
     p.add_argument("--runs", default=str(ROOT / "runs" / "demo"), help="folder of the bundle roots: <runs>/<bundle>/models/model.pt")
-    p.add_argument("--config", nargs="*", default=["demo.json"], help="override files merged on each train.json")
+    p.add_argument("--config", nargs="*", default=["demo.json"],
+                   help="override files merged on each train.json: names in the bundle's configs/ or paths; '{bundle}' "
+                        "in one stands for the bundle's name (e.g. my_overrides/{bundle}.json)")
     p.add_argument("--datalist", default=str(ROOT / "datalists" / "demo.json"))
     p.add_argument("--data-root", default=str(ROOT / "data" / "demo"))
     p.add_argument("--split", default="test")
@@ -148,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     if out.exists() and not args.overwrite:
         sys.exit(f"error: {out} exists; pass --overwrite to replace it")
     try:
-        items = load_datalist(args.datalist, args.data_root, args.split)
+        items = load_datalist(args.datalist, args.data_root, args.split, keys=("image", "label"))  # sentences optional
     except (FileNotFoundError, ValueError, KeyError) as e:
         sys.exit(f"error: cannot read the '{args.split}' split of {args.datalist}: {e}")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -181,7 +183,7 @@ def build(args: argparse.Namespace, items: list[dict], work: Path) -> Report:
     for name in args.bundles:
         root = Path(args.runs) / name
         try:
-            model = TrainedBundle(name, args.config, root)
+            model = TrainedBundle(name, [c.replace("{bundle}", name) for c in args.config], root)
         except (FileNotFoundError, ValueError) as e:
             problems.append(f"{name}: {e}")
             print(f"[report] {name}: skipped: {e}", flush=True)

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         model = TrainedBundle(args.bundle, args.config, args.bundle_root, args.checkpoint)
-        items = load_datalist(args.datalist, args.data_root, args.split, max_items=args.max_items)
+        items = load_datalist(args.datalist, args.data_root, args.split, keys=("image", "label"), max_items=args.max_items)
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"error: {e}")
     if not any(item.get("text") for item in items):

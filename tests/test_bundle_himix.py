@@ -67,13 +67,14 @@ def test_text_sensitivity_script(trained, tiny_demo, tiny_override):
     assert r.returncode == 0, r.stdout[-3000:]
     assert "test split: 4 images" in r.stdout
     drops = dict(re.findall(r"DICE DROP (\w+): (-?[0-9.]+|nan)", r.stdout))
-    assert set(drops) == {"laterality", "zones"}
-    assert re.search(r"zones replaced\s+4\s", r.stdout)
+    assert set(drops) == {"laterality", "zones", "count"}
+    assert re.search(r"^zones\s+changing\s+4\s", r.stdout, flags=re.M)
+    assert re.search(r"^abbreviations\s+preserving\s+4\s", r.stdout, flags=re.M)
 
 
-def test_text_sensitivity_refuses_image_only_bundle():
-    r = script("text_sensitivity.py", "--bundle", "unet")
-    assert r.returncode != 0 and "no text encoder" in r.stdout
+def test_text_sensitivity_names_a_missing_checkpoint(tmp_path):
+    r = script("text_sensitivity.py", "--bundle", "himix", "--bundle-root", str(tmp_path))
+    assert r.returncode != 0 and f"no checkpoint at {tmp_path / 'models' / 'model.pt'}" in r.stdout
 
 
 def test_exported_program_reloads_with_the_same_output(trained, tiny_override):

@@ -129,3 +129,29 @@ def test_lung_fields_fall_back_without_an_image():
     assert lung_fields(np.full((32, 32), 7.0), (32, 32)).source == "image"
     fields = lung_fields(np.full((32, 32), 7.0), (32, 32))
     assert fields.midline == 16 and fields.rows["image_left"] == (0, 32)
+
+
+def test_rewrites_keep_or_change_what_the_sentence_says(demo_test_split):
+    """scripts/text_sensitivity.py's rewrites: meaning kept = same zones and sides (and count, but for typos in
+    "infected areas"); meaning changed = other zones; the same seed gives the same rewrite."""
+    from custom_nets.evaluation.perturbations import CHANGING, PRESERVING, perturb
+
+    applied = {kind: 0 for kind in PRESERVING + CHANGING}
+    for _, _, item in demo_test_split:
+        c = parse_constraints(item["text"])
+        for kind in PRESERVING + CHANGING:
+            out = perturb(item["text"], kind, 3, item["distractor_zones"])
+            assert out == perturb(item["text"], kind, 3, item["distractor_zones"])
+            if out is None:
+                assert kind == "laterality" and set(parse_constraints(swap_laterality(item["text"])).zones) == set(c.zones)
+                continue
+            applied[kind] += 1
+            new = parse_constraints(out)
+            if kind in PRESERVING:
+                assert (new.zones, new.sides) == (c.zones, c.sides), (kind, out)
+                assert kind == "typos" or new.count == c.count, (kind, out)
+            else:
+                assert new.zones != c.zones and new.stated, (kind, out)
+    assert all(n >= 40 for n in applied.values()), applied
+    with pytest.raises(ValueError, match="unknown perturbation"):
+        perturb("x", "shouting")

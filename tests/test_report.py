@@ -1,0 +1,130 @@
+"""scripts/report.py, scripts/multiseed.py and scripts/text_sensitivity.py on bundles trained on the tiny demo set:
+the report's table, figures and sections, its bad-input handling (a bundle without a checkpoint, a datalist
+without sentences), and that it never leaves half a report or replaces one unasked."""
+
+import csv
+import importlib.util
+import json
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import ROOT
+from custom_nets.evaluation.multiseed import compare, load_summary, run_directory, run_seeds
+
+pytestmark = pytest.mark.slow
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def runs(trained_bundle, tmp_path_factory):
+    """A runs folder as scripts/demo.py leaves it: <runs>/<bundle>/models/model.pt, for himix and unet."""
+    folder = tmp_path_factory.mktemp("runs")
+    for name in ("himix", "unet"):
+        (folder / name).symlink_to(trained_bundle(name)[0])
+    return folder
+
+
+def fake_evaluation(root, cases, dice, seed):
+    """What an evaluate run leaves in <root>/eval: metrics.csv and dice_mean_raw.csv."""
+    (root / "eval").mkdir(parents=True)
+    values = [float(np.clip(d + 0.01 * seed, 0, 1)) for d in dice]
+    with open(root / "eval" / "metrics.csv", "w") as f:
+        csv.writer(f).writerows([["dice_mean", float(np.mean(values))], ["consistency", 0.5 + 0.1 * seed]])
+    with open(root / "eval" / "dice_mean_raw.csv", "w") as f:
+        csv.writer(f).writerows([["filename", "class0", "mean"]] + [[c, v, v] for c, v in zip(cases, values)])
+
+
+@pytest.fixture(scope="module")
+def multiseed(tmp_path_factory, tiny_demo):
+    """Multi-seed summaries over two budgets and two seeds, from evaluations already on disk (run_seeds resumes
+    them instead of training: the training itself is what every bundle test runs)."""
+    out = tmp_path_factory.mktemp("multiseed")
+    data_root, datalist = tiny_demo
+    cases = [f"images/test_{i:04d}.png" for i in range(4)]
+    for name, base in (("himix", [0.9, 0.85, 0.95, 0.8]), ("unet", [0.5, 0.6, 0.4, 0.55])):
+        for budget in (0.5, 1.0):
+            for seed in (0, 1):
+                fake_evaluation(run_directory(out, name, budget, seed), cases, [d * (0.7 + 0.3 * budget) for d in base], seed)
+        run_seeds(name, ["demo.json"], out, data_root, datalist, seeds=[0, 1], budgets=[0.5, 1.0], progress=lambda m: None)
+    return out
+
+
+def test_multiseed_summary_and_paired_test(multiseed):
+    himix, unet = load_summary(multiseed / "himix"), load_summary(multiseed / "unet")
+    mean, std, n = himix["budgets"]["1"]["mean_std"]["dice_mean"]
+    assert n == 2 and mean == pytest.approx(0.875 + 0.005, abs=1e-4) and std == pytest.approx(0.0071, abs=1e-4)
+    c = compare(himix, unet)
+    assert c["n"] == 4 and c["mean_difference"] == pytest.approx(0.875 - 0.5125, abs=1e-4) and c["ci_low"] > 0
+    assert 0 < c["wilcoxon_p"] <= 0.125  # 4 cases, all positive: the smallest two-sided p is 2/16
+    with pytest.raises(ValueError, match=r"budget .* in \(0, 1\]"):
+        run_seeds("himix", [], multiseed, multiseed, multiseed, seeds=[0], budgets=[1.5])
+
+
+def test_report_of_trained_bundles(runs, multiseed, tiny_demo, tiny_overrides, tmp_path, capsys, monkeypatch):
+    data_root, datalist = tiny_demo
+    report = load_script("report")
+    out = tmp_path / "report"
+    overrides = str(tiny_overrides["himix"]).replace("himix.json", "{bundle}.json")
+    args = ["--bundles", "himix", "unet", "lcpdn", "--runs", str(runs), "--config", "demo.json", overrides,
+            "--datalist", str(datalist), "--data-root", str(data_root), "--multiseed", str(multiseed), "--out", str(out)]
+    assert report.main(args) == 0
+    printed = capsys.readouterr().out
+    assert f"REPORT: {out / 'index.html'}" in printed
+    md, page = (out / "README.md").read_text(), (out / "index.html").read_text()
+    # the bundle without a checkpoint is named, the others are in the table
+    assert "lcpdn: no checkpoint at" in md and "lcpdn: no checkpoint at" in page
+    table = [line for line in md.splitlines() if line.startswith("| himix |") or line.startswith("| unet |")]
+    assert len(table) >= 2
+    assert "The true masks obey their sentence in" in md and "Paired per-case Dice" in md
+    for rewrite in ("abbreviations", "laterality", "count"):
+        assert f"| {rewrite} |" in md
+    figures = ["dice_boxplot.png", "rewrites.png", "budgets.png", "overlay_himix.png", "overlay_unet.png"]
+    for name in figures:
+        assert f'src="{name}"' in page and f"]({name})" in md
+        with Image.open(out / name) as im:
+            assert im.format == "PNG" and im.size[0] > 300
+    # refused without --overwrite; a failing rerun leaves the old report whole and no partial folder
+    with pytest.raises(SystemExit, match="exists; pass --overwrite"):
+        report.main(args)
+    monkeypatch.setattr(report.figures, "dice_boxplot", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("figure failed")))
+    with pytest.raises(RuntimeError, match="figure failed"):
+        report.main(args + ["--overwrite"])
+    assert (out / "README.md").read_text() == md
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
+
+
+def test_report_without_sentences_says_so(runs, tiny_demo, tiny_overrides, tmp_path):
+    data_root, datalist = tiny_demo
+    plain = json.loads(datalist.read_text())
+    for split in ("training", "validation", "test"):
+        for item in plain[split]:
+            item.pop("text")
+    (tmp_path / "plain.json").write_text(json.dumps(plain))
+    report = load_script("report")
+    assert report.main(["--bundles", "unet", "--runs", str(runs), "--config", "demo.json", str(tiny_overrides["unet"]),
+                        "--datalist", str(tmp_path / "plain.json"), "--data-root", str(data_root),
+                        "--out", str(tmp_path / "r")]) == 0
+    md = (tmp_path / "r" / "README.md").read_text()
+    assert "has no sentences ('text'): no rewrites, no consistency" in md and "| unet |" in md
+    assert "Sentence rewrites" not in md
+
+
+def test_text_sensitivity_runs_the_image_only_bundle(runs, tiny_demo, tiny_overrides, capsys):
+    """Every bundle, image-only included: its masks do not change with the sentence, so no rewrite moves its Dice."""
+    data_root, datalist = tiny_demo
+    script = load_script("text_sensitivity")
+    assert script.main(["--bundle", "unet", "--config", "demo.json", str(tiny_overrides["unet"]), "--bundle-root",
+                        str(runs / "unet"), "--datalist", str(datalist), "--data-root", str(data_root)]) == 0
+    out = capsys.readouterr().out
+    assert "image-only bundle" in out
+    drops = {k.split()[-1]: float(v) for k, v in (line.split(": ") for line in out.splitlines() if line.startswith("DICE DROP"))}
+    assert set(drops) == {"laterality", "zones", "count"} and all(d == 0 or math.isnan(d) for d in drops.values())
