@@ -8,7 +8,8 @@ metrics, and compare it case by case with another bundle's runs.
     python scripts/multiseed.py --bundle himix --config demo.json --seeds 0 --budgets 0.05 0.1 0.25 0.5 1
 
 Runs go to ``<out>/<bundle>/budget_<b>/seed_<s>/`` (models/, logs, eval/) and the summary to
-``<out>/<bundle>/summary.json``; a run already evaluated is kept (``--rerun`` trains it again). A budget is the
+``<out>/<bundle>/summary.json`` (every run of the bundle found under ``--out``, so separate calls add up); a run
+already evaluated is kept (``--rerun`` trains it again). A budget is the
 share of the training split used (``--train_fraction``, the subset drawn with the run's seed); validation and
 test splits stay whole. ``--compare`` reads the other bundle's summary from the same ``--out`` and tests the
 per-case Dice (mean over seeds, full budget) with the Wilcoxon signed-rank test and a bootstrap 95 % interval of
@@ -46,14 +47,15 @@ def main(argv: list[str] | None = None) -> int:
                             args.budgets, args.rerun, progress=lambda m: print(m, flush=True))
     except (BundleRunError, ValueError, FileNotFoundError) as e:
         sys.exit(f"error: {e}")
-    print(f"\n{args.bundle}: test metrics over seeds {args.seeds} (mean +/- std)")
-    print(f"{'budget':<8}" + "".join(f"{m:>20}" for m in SHOWN))
+    print(f"\n{args.bundle}: test metrics over the seeds evaluated under {out / args.bundle} (mean +/- std)")
+    print(f"{'budget':<8}{'seeds':>8}" + "".join(f"{m:>20}" for m in SHOWN))
     for budget, entry in summary["budgets"].items():
         cells = []
         for m in SHOWN:
             mean, std, n = entry["mean_std"].get(m, (float("nan"), float("nan"), 0))
-            cells.append(f"{mean:.4f} +/- {std:.4f}" if n else "-")
-        print(f"{budget:<8}" + "".join(f"{c:>20}" for c in cells))
+            cells.append(f"{mean:.4f} +/- {std:.4f}" if n > 1 else f"{mean:.4f}" if n else "-")
+        seeds = ",".join(str(r["seed"]) for r in entry["runs"])
+        print(f"{budget:<8}{seeds:>8}" + "".join(f"{c:>20}" for c in cells))
     for other in args.compare:
         try:
             r = compare(summary, load_summary(out / other))

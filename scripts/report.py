@@ -132,7 +132,9 @@ class Report:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--bundles", nargs="+", required=True, help="bundle names under bundles/")
-    p.add_argument("--runs", default=str(ROOT / "runs" / "demo"), help="folder of the bundle roots: <runs>/<bundle>/models/model.pt")
+    p.add_argument("--runs", default=str(ROOT / "runs" / "demo"),
+                   help="folder of the bundle roots, <runs>/<bundle>/models/model.pt, or a path with '{bundle}' in it "
+                        "(e.g. runs/multiseed/{bundle}/budget_1/seed_0)")
     p.add_argument("--config", nargs="*", default=["demo.json"],
                    help="override files merged on each train.json: names in the bundle's configs/ or paths; '{bundle}' "
                         "in one stands for the bundle's name (e.g. my_overrides/{bundle}.json)")
@@ -181,7 +183,7 @@ def build(args: argparse.Namespace, items: list[dict], work: Path) -> Report:
     results: dict[str, RobustnessResult] = {}
     rows: dict[str, dict[str, float]] = {}
     for name in args.bundles:
-        root = Path(args.runs) / name
+        root = Path(args.runs.replace("{bundle}", name)) if "{bundle}" in args.runs else Path(args.runs) / name
         try:
             model = TrainedBundle(name, [c.replace("{bundle}", name) for c in args.config], root)
         except (FileNotFoundError, ValueError) as e:

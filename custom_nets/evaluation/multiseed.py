@@ -3,7 +3,7 @@ test metric per budget, the per-case Dice of every run, and paired comparisons b
 
 The summary is ``<out>/<bundle>/summary.json`` (what ``scripts/report.py`` reads)::
 
-    {"bundle": "himix", "configs": ["demo.json"], "seeds": [0, 1, 2],
+    {"bundle": "himix", "configs": ["demo.json"],
      "budgets": {"1.0": {"runs": [{"seed": 0, "root": ..., "metrics": {...}, "dice_per_case": {case: dice}}],
                          "mean_std": {"dice_mean": [mean, std, n], ...}}}}
 """
@@ -32,13 +32,12 @@ def run_directory(out: Path, bundle: str, budget: float, seed: int) -> Path:
 def run_seeds(bundle: str, configs: Sequence[str], out: Path, data_root: Path, datalist: Path, seeds: Sequence[int],
               budgets: Sequence[float] = (1.0,), rerun: bool = False, progress: Callable[[str], None] = print) -> dict:
     """Train and evaluate ``bundle`` once per (budget, seed) into ``run_directory(...)``; a run whose
-    ``eval/metrics.csv`` exists is kept (resume) unless ``rerun``. Writes and returns the summary."""
+    ``eval/metrics.csv`` exists is kept (resume) unless ``rerun``. Writes and returns the summary of every run of
+    the bundle under ``out`` (:func:`summarise`)."""
     for budget in budgets:
         if not 0 < budget <= 1:
             raise ValueError(f"a training budget is a share of the training split in (0, 1], got {budget}")
-    summary = {"bundle": bundle, "configs": list(configs), "datalist": str(datalist), "seeds": list(seeds), "budgets": {}}
     for budget in budgets:
-        runs = []
         for seed in seeds:
             root = run_directory(out, bundle, budget, seed)
             if rerun or not (root / "eval" / "metrics.csv").is_file():
@@ -49,8 +48,20 @@ def run_seeds(bundle: str, configs: Sequence[str], out: Path, data_root: Path, d
                 train_and_evaluate(bundle, configs, root, data_root, datalist, extra, progress)
             else:
                 progress(f"[{bundle}] budget {budget:g}, seed {seed}: kept {root / 'eval'} (--rerun to train again)")
-            runs.append({"seed": seed, "root": str(root), "metrics": read_metrics(root / "eval"),
-                         "dice_per_case": read_per_case(root / "eval", "dice_mean")})
+    return summarise(bundle, configs, out, datalist)
+
+
+def summarise(bundle: str, configs: Sequence[str], out: Path, datalist: Path) -> dict:
+    """The summary of every evaluated run of ``bundle`` under ``out`` (all budgets and seeds found there, so that
+    runs made by separate calls add up); written to ``<out>/<bundle>/summary.json``."""
+    summary = {"bundle": bundle, "configs": list(configs), "datalist": str(datalist), "budgets": {}}
+    found: dict[float, list[tuple[int, Path]]] = {}
+    for eval_dir in sorted((out / bundle).glob("budget_*/seed_*/eval/metrics.csv")):
+        root = eval_dir.parent.parent
+        found.setdefault(float(root.parent.name.removeprefix("budget_")), []).append((int(root.name.removeprefix("seed_")), root))
+    for budget in sorted(found):
+        runs = [{"seed": seed, "root": str(root), "metrics": read_metrics(root / "eval"),
+                 "dice_per_case": read_per_case(root / "eval", "dice_mean")} for seed, root in sorted(found[budget])]
         names = sorted({k for r in runs for k in r["metrics"]})
         summary["budgets"][f"{budget:g}"] = {
             "runs": runs, "mean_std": {k: list(mean_std([r["metrics"].get(k, math.nan) for r in runs])) for k in names}}
