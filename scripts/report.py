@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import html
 import math
+import re
 import shutil
 import sys
 import tempfile
@@ -85,6 +86,14 @@ def fmt(value, digits: int = 4) -> str:
     return str(value)
 
 
+_NUMERIC = re.compile(r"^(?:-|[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?(?: ± \d+(?:\.\d+)?)?|\[.*\])$")
+
+
+def _align(cell: str) -> str:
+    """Numbers (a value, "mean ± std", "[low, high]", "-") right-aligned, text left-aligned."""
+    return "" if _NUMERIC.match(cell.strip()) else ' class="text"'
+
+
 class Report:
     """Sections of Markdown and HTML built side by side."""
 
@@ -109,7 +118,7 @@ class Report:
         self.md.append("| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n"
                        + "\n".join("| " + " | ".join(r) + " |" for r in rows) + "\n")
         self.html.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"
-                         + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+                         + "".join("<tr>" + "".join(f"<td{_align(c)}>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
                          + "</table>")
 
     def image(self, path: str, alt: str) -> None:
@@ -121,7 +130,7 @@ class Report:
         (folder / "README.md").write_text(f"# {title}\n\n" + "\n".join(self.md))
         style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
                  "table{border-collapse:collapse;margin:1em 0;font-size:13px}td,th{border:1px solid #bbb;"
-                 "padding:3px 7px;text-align:right}th{background:#eee}td:first-child,th:first-child{text-align:left}"
+                 "padding:3px 7px;text-align:right}th{background:#eee}td.text,th:first-child{text-align:left}"
                  "img{max-width:100%}figure{margin:1em 0}figcaption{font-size:12px;color:#555}"
                  ".problem{color:#a00}")
         (folder / "index.html").write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
@@ -203,6 +212,7 @@ def build(args: argparse.Namespace, items: list[dict], work: Path) -> Report:
     if problems:
         report.heading("Problems")
         report.bullets(problems)
+        report.html[-1] = report.html[-1].replace("<ul>", '<ul class="problem">', 1)
     if not results:
         report.paragraph("No bundle could be evaluated.")
         return report

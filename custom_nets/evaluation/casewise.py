@@ -80,9 +80,12 @@ class TrainedBundle:
     def reads_text(self) -> bool:
         return self.encoder is not None
 
-    def predict(self, items: Sequence[dict], texts: Sequence[str | None] | None = None, batch_size: int = 8) -> list[CasePrediction]:
+    def predict(self, items: Sequence[dict], texts: Sequence[str | None] | None = None,
+                batch_size: int | None = None) -> list[CasePrediction]:
         """The masks of ``items`` (datalist entries with absolute paths), each with ``texts[i]`` as its sentence
-        (default: the item's own ``text``)."""
+        (default: the item's own ``text``), in batches of the config's ``batch_size`` (as its evaluator runs:
+        a different batch size can flip a boundary pixel through floating-point sums)."""
+        batch_size = batch_size or int(self.parser.get_parsed_content("batch_size"))
         texts = [item.get("text") for item in items] if texts is None else list(texts)
         data = [{**item, "text": t if t is not None else ""} for item, t in zip(items, texts)]
         loader = DataLoader(Dataset(data, self.transform), batch_size=batch_size, shuffle=False, num_workers=0)

@@ -46,7 +46,7 @@ class RobustnessResult:
 
 
 def text_robustness(model: TrainedBundle, items: Sequence[dict], seed: int = 0, kinds: Sequence[str] = KINDS,
-                    batch_size: int = 8) -> RobustnessResult:
+                    batch_size: int | None = None) -> RobustnessResult:
     """Run ``model`` on ``items`` with their true sentences and with each rewrite in ``kinds``."""
     clean = model.predict(items, batch_size=batch_size)
     clean_metrics = [case_metrics(c) for c in clean]

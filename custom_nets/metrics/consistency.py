@@ -233,6 +233,15 @@ class TextMaskConsistencyMetric(CumulativeIterationMetric):
         return out | {"stated": stated, "unparsed": len(values) - stated}
 
 
+def batch_sentences(batch) -> list[str | None] | None:
+    """The sentences of an engine's batch: decollated (a list of dicts) or not (a dict of lists); None when the
+    batch has none."""
+    if isinstance(batch, dict):
+        text = batch.get("text")
+        return None if text is None else [text] if isinstance(text, str) else list(text)
+    return [b.get("text") if isinstance(b, dict) else None for b in batch]
+
+
 class TextConsistencyHandler(IgniteMetricHandler):
     """The consistency metric as an Ignite handler for MONAI's evaluators: the sentences come from the engine's
     batch, the masks (and images, for the lung fields) from its output.
@@ -246,7 +255,8 @@ class TextConsistencyHandler(IgniteMetricHandler):
     Args:
         output_transform: gives ``(masks, images)`` from the engine's output.
         label_transform: gives the ground-truth masks from the engine's output (with ``check_ground_truth``).
-        text_transform: gives the sentences from the engine's batch (None where an item has no sentence).
+        text_transform: gives the sentences from the engine's batch (None where an item has no sentence);
+            default :func:`batch_sentences`.
         check_ground_truth: also check the ground-truth masks.
         min_size, min_share, patient_left_on_image_right: as in :class:`TextMaskConsistencyMetric`.
 
@@ -260,7 +270,7 @@ class TextConsistencyHandler(IgniteMetricHandler):
         self,
         output_transform: Callable = from_engine(["pred", "image"]),
         label_transform: Callable = from_engine("label"),
-        text_transform: Callable = lambda batch: [b.get("text") if isinstance(b, dict) else None for b in batch],
+        text_transform: Callable | None = None,
         check_ground_truth: bool = True,
         min_size: float = 0.001,
         min_share: float = 0.2,
@@ -268,7 +278,7 @@ class TextConsistencyHandler(IgniteMetricHandler):
     ) -> None:
         options = dict(min_size=min_size, min_share=min_share, patient_left_on_image_right=patient_left_on_image_right)
         self.gt_metric = TextMaskConsistencyMetric(**options) if check_ground_truth else None
-        self.label_transform, self.text_transform = label_transform, text_transform
+        self.label_transform, self.text_transform = label_transform, text_transform or batch_sentences
         super().__init__(metric_fn=TextMaskConsistencyMetric(**options), output_transform=output_transform,
                          save_details=True)
 
@@ -280,6 +290,9 @@ class TextConsistencyHandler(IgniteMetricHandler):
     def iteration_completed(self, engine) -> None:
         masks, images = self._output_transform(engine.state.output)
         texts = self.text_transform(engine.state.batch)
+        texts = [None] * len(masks) if texts is None else list(texts)
+        if len(texts) != len(masks):
+            raise ValueError(f"{self._name}: {len(masks)} masks but {len(texts)} sentences in the batch")
         labels = self.label_transform(engine.state.output) if self.gt_metric is not None else None
         for i, (mask, image) in enumerate(zip(masks, images)):  # one at a time: sizes may differ between cases
             self.metric_fn(mask[None], text=[texts[i]], image=image[None])
