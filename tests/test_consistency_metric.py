@@ -155,3 +155,16 @@ def test_rewrites_keep_or_change_what_the_sentence_says(demo_test_split):
     assert all(n >= 40 for n in applied.values()), applied
     with pytest.raises(ValueError, match="unknown perturbation"):
         perturb("x", "shouting")
+
+
+def test_two_dark_fields_one_above_the_other_are_not_two_lungs():
+    """A midline needs two fields side by side; one lung cut in two by an opacity gives the body's box instead."""
+    image = np.zeros((64, 64))
+    image[4:60, 4:60] = 100.0  # body (axis 0 = columns, axis 1 = rows)
+    image[10:30, 8:28] = 30.0  # a dark field
+    image[10:30, 36:56] = 30.0  # another, below it in the same columns
+    assert lung_fields(image, image.shape).source == "body"
+    image[34:54, 8:56] = 30.0  # a second lung beside the first: now side by side
+    image[10:30, 30:34] = 30.0  # (the first lung made whole)
+    fields = lung_fields(image, image.shape)
+    assert fields.source == "lungs" and 30 <= fields.midline <= 34

@@ -114,6 +114,8 @@ def lung_fields(image: np.ndarray | None, shape: tuple[int, int]) -> LungFields:
     if len(fields) < 2:  # one field is not enough to place a midline between two
         return whole(_box(body), "body")
     boxes = sorted((_box(f) for f in fields), key=lambda b: b[0] + b[1])  # image-left field first
+    if boxes[0][1] > boxes[1][0]:  # side by side they are not: two pieces of one lung, say
+        return whole(_box(body), "body")
     midline = (boxes[0][1] + boxes[1][0]) / 2
     return LungFields(midline, {"image_left": boxes[0][2:], "image_right": boxes[1][2:]}, "lungs")
 
