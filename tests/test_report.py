@@ -128,3 +128,19 @@ def test_text_sensitivity_runs_the_image_only_bundle(runs, tiny_demo, tiny_overr
     assert "image-only bundle" in out
     drops = {k.split()[-1]: float(v) for k, v in (line.split(": ") for line in out.splitlines() if line.startswith("DICE DROP"))}
     assert set(drops) == {"laterality", "zones", "count"} and all(d == 0 or math.isnan(d) for d in drops.values())
+
+
+def test_report_names_sentences_that_state_nothing(runs, tiny_demo, tiny_overrides, tmp_path):
+    data_root, datalist = tiny_demo
+    mixed = json.loads(datalist.read_text())
+    mixed["test"][0]["text"] = "Heart size is normal."
+    del mixed["test"][1]["text"]
+    (tmp_path / "mixed.json").write_text(json.dumps(mixed))
+    report = load_script("report")
+    assert report.main(["--bundles", "unet", "--runs", str(runs), "--config", "demo.json", str(tiny_overrides["unet"]),
+                        "--datalist", str(tmp_path / "mixed.json"), "--data-root", str(data_root),
+                        "--out", str(tmp_path / "r")]) == 0
+    md = (tmp_path / "r" / "README.md").read_text()
+    assert "4 images, 3 with a sentence" in md
+    assert "1 of 3 sentences state no count, side or zone the metric can check" in md and "'Heart size is normal.'" in md
+    assert "in 2 of 2 cases" in md and "2 sentence(s) state nothing checkable" in md  # the ground-truth section
