@@ -6,13 +6,14 @@ the inputs, mask orientation, and a corrupt image stopping the run at start-up.
 import csv
 import hashlib
 import shutil
+import traceback
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import bundle_configs, data_args, run_bundle
+from conftest import bundle_config_files, bundle_configs, data_args, run_bundle, run_in_process
 
 pytestmark = pytest.mark.slow
 
@@ -95,12 +96,14 @@ def test_saved_mask_orientation_matches_input(tmp_path):
 
 
 def test_corrupt_image_stops_at_start_up(tiny_demo, tiny, tmp_path):
+    """In this process (``monai.bundle.run``): the run raises, so ``python -m monai.bundle run`` exits non-zero."""
     root, datalist = tiny_demo
     data = tmp_path / "data"
     shutil.copytree(root, data)
     bad = data / "images" / "val_0001.png"
     bad.write_bytes(b"not a png at all")
-    r = run_bundle("run", "training", "--config_file", bundle_configs("unet", "train.json", tiny=tiny),
-                   "--bundle_root", str(tmp_path / "b"), "--data_root", str(data), "--datalist", str(datalist))
-    assert r.returncode != 0 and "val_0001.png: unreadable image" in r.stdout
+    with pytest.raises(Exception) as failure:
+        run_in_process("training", bundle_config_files("unet", "train.json", tiny=tiny), bundle_root=str(tmp_path / "b"),
+                       data_root=str(data), datalist=str(datalist))
+    assert "val_0001.png: unreadable image" in "".join(traceback.format_exception(failure.value))
     assert not (tmp_path / "b" / "models").exists()

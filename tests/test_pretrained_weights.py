@@ -3,11 +3,12 @@ those can be had neither from a local file, nor the cache, nor the hub, training
 naming the model, the override that turns them off and how to use a local weights file, and writes nothing."""
 
 import json
+import traceback
 
 import pytest
 import torch
 
-from conftest import ROOT, bundle_configs, data_args, run_bundle
+from conftest import ROOT, bundle_config_files, run_in_process
 
 pytestmark = pytest.mark.slow
 
@@ -31,25 +32,34 @@ def nothing_written(folder) -> bool:
     ("c2seg", ("pretrain.json",), "imagenet_weights", "resnet18.tv_in1k"),
     ("lcpdn", (), "clip_weights", "vit_base_patch16_clip_224.openai"),
 ])
-def test_training_stops_at_start_up_without_the_weights(bundle, phase, switch, model, tiny_demo, tiny_overrides, tmp_path):
-    """Offline with an empty cache: the run names the model, `--<switch> False` and pretrained_cfg_overlay."""
-    root = tmp_path / "bundle"
-    r = run_bundle("run", "training", "--config_file", bundle_configs(bundle, "train.json", *phase, tiny=tiny_overrides[bundle]),
-                   "--bundle_root", str(root), *data_args(tiny_demo), f"--{switch}", "True", "--train_items", "4",
-                   env={"HF_HOME": str(tmp_path / "empty_hf_cache")})
-    assert r.returncode != 0
-    assert f"timm model '{model}'" in r.stdout and f"timm/{model}" in r.stdout, r.stdout[-3000:]
-    assert f"`--{switch} False`" in r.stdout and "pretrained_cfg_overlay=dict(file=...)" in r.stdout
+def test_training_stops_at_start_up_without_the_weights(bundle, phase, switch, model, tiny_demo, tiny_overrides, tmp_path,
+                                                        monkeypatch):
+    """Offline with an empty cache: the run names the model, `--<switch> False` and pretrained_cfg_overlay. In this
+    process (``monai.bundle.run``, as ``python -m monai.bundle run`` calls it), the hub's cache pointed at an empty
+    folder: huggingface_hub reads ``constants.HF_HUB_CACHE`` at every download."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty_hf_cache"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    root, (data_root, datalist) = tmp_path / "bundle", tiny_demo
+    with pytest.raises(Exception) as failure:
+        run_in_process("training", bundle_config_files(bundle, "train.json", *phase, tiny=tiny_overrides[bundle]),
+                       bundle_root=str(root), data_root=str(data_root), datalist=str(datalist), train_items=4, **{switch: True})
+    message = "".join(traceback.format_exception(failure.value))  # MONAI's config parser wraps the start-up error
+    assert f"timm model '{model}'" in message and f"timm/{model}" in message, message[-3000:]
+    assert f"`--{switch} False`" in message and "pretrained_cfg_overlay=dict(file=...)" in message
     assert nothing_written(root)  # no checkpoint folder, no logs, no label-budget record
 
 
 def test_a_missing_local_weights_file_stops_training(tiny_demo, tiny_overrides, tmp_path):
     """The same start-up check for a local file that is not there (one bundle: the check is shared code,
     ``ensure_pretrained_weights``, tested for every message below)."""
-    root, missing = tmp_path / "bundle", tmp_path / "no_such_weights.safetensors"
-    r = run_bundle("run", "training", "--config_file", bundle_configs("himix", "train.json", tiny=tiny_overrides["himix"]),
-                   "--bundle_root", str(root), *data_args(tiny_demo), "--imagenet_weights", str(missing))
-    assert r.returncode != 0 and f"local weights file for timm model 'convnext_tiny.fb_in1k' not found: {missing}" in r.stdout
+    root, missing, (data_root, datalist) = tmp_path / "bundle", tmp_path / "no_such_weights.safetensors", tiny_demo
+    with pytest.raises(Exception) as failure:
+        run_in_process("training", bundle_config_files("himix", "train.json", tiny=tiny_overrides["himix"]),
+                       bundle_root=str(root), data_root=str(data_root), datalist=str(datalist), imagenet_weights=str(missing))
+    message = "".join(traceback.format_exception(failure.value))
+    assert f"local weights file for timm model 'convnext_tiny.fb_in1k' not found: {missing}" in message
     assert nothing_written(root)
 
 
