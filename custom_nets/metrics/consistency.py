@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from ignite.metrics.metric import reinit__is_reduced
 from monai.handlers import IgniteMetricHandler, from_engine
 from monai.metrics import CumulativeIterationMetric
 from scipy import ndimage
@@ -284,6 +285,7 @@ class TextConsistencyHandler(IgniteMetricHandler):
         super().__init__(metric_fn=TextMaskConsistencyMetric(**options), output_transform=output_transform,
                          save_details=True)
 
+    @reinit__is_reduced
     def reset(self) -> None:
         super().reset()
         if self.gt_metric is not None:
