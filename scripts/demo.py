@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     group.add_argument("--all", action="store_true", help=f"run every bundle with a demo.json: {', '.join(available)}")
     p.add_argument("--out", default=str(ROOT / "runs" / "demo"), help="where each bundle's outputs go")
     args = p.parse_args(argv)
+    args.out = str(Path(args.out).resolve())  # training, evaluation and the report all find the runs there
     if args.all:
         args.bundles = available
 

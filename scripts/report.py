@@ -166,12 +166,15 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"error: cannot read the '{args.split}' split of {args.datalist}: {e}")
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    work.chmod(0o755)  # mkdtemp's 0700 would hide the report from a web server or a colleague
     try:
         report = build(args, items, work)
         report.write(work, f"textseg-bundles report: {', '.join(args.bundles)} on {Path(args.datalist).name} ({args.split})")
+        old = out.parent / f".{out.name}.old-{work.name}"
         if out.exists():
-            shutil.rmtree(out)
+            out.rename(old)  # the old report leaves its place only when the new one is whole
         work.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -195,14 +198,17 @@ def build(args: argparse.Namespace, items: list[dict], work: Path) -> Report:
         root = Path(args.runs.replace("{bundle}", name)) if "{bundle}" in args.runs else Path(args.runs) / name
         try:
             model = TrainedBundle(name, [c.replace("{bundle}", name) for c in args.config], root)
-        except (FileNotFoundError, ValueError) as e:
-            problems.append(f"{name}: {e}")
-            print(f"[report] {name}: skipped: {e}", flush=True)
+            print(f"[report] {name}: {len(items)} images x {1 + (len(KINDS) if with_text else 0)} sentence variants ...",
+                  flush=True)
+            t0 = time.time()
+            result = text_robustness(model, items, args.seed, KINDS if with_text else ())
+            rows[name] = bundle_rows(result) | costs(model) | {"images_per_s": 1 / result.seconds_per_image}
+            results[name] = result
+        except Exception as e:  # noqa: BLE001 - one bundle's failure is named in the report, the rest goes on
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            problems.append(f"{name}: {first}")
+            print(f"[report] {name}: skipped: {first}", flush=True)
             continue
-        print(f"[report] {name}: {len(items)} images x {1 + (len(KINDS) if with_text else 0)} sentence variants ...", flush=True)
-        t0 = time.time()
-        results[name] = text_robustness(model, items, args.seed, KINDS if with_text else ())
-        rows[name] = bundle_rows(results[name]) | costs(model) | {"images_per_s": 1 / model.seconds_per_image}
         print(f"\nSentence rewrites, {name} (test Dice against the true masks; consistent = masks that obey the meaning):")
         print("\n".join(format_table(results[name])), flush=True)
         print(f"[report] {name}: {time.time() - t0:.0f} s", flush=True)
@@ -221,9 +227,11 @@ def build(args: argparse.Namespace, items: list[dict], work: Path) -> Report:
     report.table(["bundle"] + [c for _, c in COLUMNS], [[n] + [fmt(r.get(k), 2 if k in ("trainable_m", "frozen_m", "gflops",
                  "images_per_s", "hd95", "assd") else 4) for k, _ in COLUMNS] for n, r in rows.items()])
     report.paragraph("Dice/IoU: mean over images and pooled over all pixels of the split; HD95/ASSD in pixels at the "
-                     "network's input size; consistent: share of masks that obey every constraint their sentence states "
-                     "(count of connected lesions, side, lung zone), over the cases that state one; img/s: network and "
-                     "text encoding on this machine, no data loading.")
+                     "network's input size (inf when a prediction is empty, as in the bundles' evaluations); consistent: "
+                     "share of masks that obey every constraint their sentence states (count of connected lesions, side, "
+                     "lung zone), over the cases that state one; trainable/frozen M and GFLOPs: the network (the frozen "
+                     "text encoder outside it not counted); img/s: the clean pass on this machine, network and text "
+                     "encoding (each sentence encoded once, then cached), no data loading.")
 
     first = next(iter(results.values()))  # the ground truth is the same for every bundle
     gt = [mask_findings(c.label, parse_constraints(c.text), c.image) for c in first.clean]
@@ -268,15 +276,20 @@ def build(args: argparse.Namespace, items: list[dict], work: Path) -> Report:
 
 
 def multiseed_section(report: Report, args: argparse.Namespace, work: Path) -> None:
-    summaries = {}
+    summaries, problems = {}, []
     for name in args.bundles:
         try:
             summaries[name] = load_summary(Path(args.multiseed) / name)
-        except FileNotFoundError as e:
-            report.bullets([f"{name}: {e}"])
+            summaries[name]["budgets"]["1"]["mean_std"]["dice_mean"]  # noqa: B018 - the full budget is what is compared
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            problems.append(f"{name}: no usable multi-seed summary ({type(e).__name__}: {e})")
+            summaries.pop(name, None)
+    report.heading("Over seeds")
+    if problems:
+        report.bullets(problems)
+        report.html[-1] = report.html[-1].replace("<ul>", '<ul class="problem">', 1)
     if not summaries:
         return
-    report.heading("Over seeds")
     shown = ["dice_mean", "dice_pooled", "iou_mean", "hd95", "assd", "consistency"]
     rows = []
     for name, s in summaries.items():

@@ -29,6 +29,15 @@ from custom_nets.text.prompts import replaced_zone_sentence, swap_laterality
     ("Bilateral infection.", None, None, 2, None),
     ("One infected area, lower left lung. No pleural effusion on the right side.", 1, {"left"}, 1, {("lower", "left")}),
     ("Heart size normal.", None, None, None, None),
+    # LViT's QaTa-COV19 wording: runs of levels, and "all"
+    ("Bilateral pulmonary infection, two infected areas, middle lower left lung and upper middle lower right lung.", 2,
+     {"left", "right"}, 2, {("middle", "left"), ("lower", "left"), ("upper", "right"), ("middle", "right"), ("lower", "right")}),
+    ("Unilateral pulmonary infection, one infected area, all left lung.", 1, {"left"}, 1,
+     {("upper", "left"), ("middle", "left"), ("lower", "left")}),
+    # negation in its clause, before or after the mention; a count of 0 only with nothing named elsewhere
+    ("No opacity in the left lung; right lower lobe consolidation.", None, {"right"}, 1, {("lower", "right")}),
+    ("Right lower lobe consolidation, left lung clear.", None, {"right"}, 1, {("lower", "right")}),
+    ("Consolidation in the right upper and left lower lobes.", None, {"left", "right"}, 2, {("upper", "right"), ("lower", "left")}),
 ])
 def test_sentence_constraints(sentence, count, sides, n_sides, zones):
     c = parse_constraints(sentence)
@@ -65,6 +74,27 @@ def test_checks_pass_and_fail_as_the_sentence_says():
     speck = mask.copy()
     speck[2, 2] = 1
     assert mask_findings(speck, parse_constraints(sentence)).checks["all_ok"] == 1.0
+
+
+def test_each_lesion_holds_the_zones_it_lies_in():
+    """A lesion holds a side or zone where min_share of it lies: six zones covered pass six named zones; a small
+    lesion of its own on the other side makes the mask bilateral; a big lesion's rim over an edge does not."""
+    full = np.zeros((60, 60))
+    full[4:26, 2:58] = 1  # image left (patient's right), all rows
+    full[34:56, 2:58] = 1  # image right (patient's left)
+    all_zones = "Bilateral pulmonary infection, two infected areas, all left lung and all right lung."
+    assert mask_findings(full, parse_constraints(all_zones)).checks["all_ok"] == 1.0
+    small = np.zeros((60, 60))
+    small[2:28, 2:18] = 1  # a big lesion, upper right (image left, top)
+    blob(small, 45, 8, r=3)  # a small one, upper left
+    both = mask_findings(small, parse_constraints("Bilateral pulmonary infection, two infected areas, upper right lung "
+                                                  "and upper left lung."))
+    assert both.checks["all_ok"] == 1.0, both.describe()
+    rim = np.zeros((60, 60))
+    rim[4:26, 2:22] = 1  # upper right zone (rows 0-19) and a rim of 2 rows into the middle one
+    assert mask_findings(rim, parse_constraints("One infected area, upper right lung.")).zones == {("upper", "right")}
+    with pytest.raises(ValueError, match="must have one shape"):
+        mask_findings(rim, parse_constraints("upper right lung"), np.zeros((30, 30)))
 
 
 def test_unparsed_sentence_is_not_a_pass():
@@ -153,6 +183,22 @@ def test_rewrites_keep_or_change_what_the_sentence_says(demo_test_split):
             else:
                 assert new.zones != c.zones and new.stated, (kind, out)
     assert all(n >= 40 for n in applied.values()), applied
+    # the same on sentences as LViT's QaTa-COV19 text writes them, and clinical phrasing
+    for sentence in ("Bilateral pulmonary infection, two infected areas, middle lower left lung and lower right lung.",
+                     "Unilateral pulmonary infection, one infected area, all right lung.",
+                     "Bilateral pulmonary infection, two infected areas, upper middle left lung and middle right lung."):
+        c = parse_constraints(sentence)
+        for kind in PRESERVING:
+            out = perturb(sentence, kind, 0, ["upper left"])
+            if out is not None:
+                new = parse_constraints(out)
+                assert (new.zones, new.sides) == (c.zones, c.sides) and (kind == "typos" or new.count == c.count), (kind, out)
+        for kind in CHANGING:
+            out = perturb(sentence, kind, 0, ["upper left"])
+            assert out is None or parse_constraints(out).zones != c.zones, (kind, out)
+    assert perturb("Bilateral pulmonary infection, two infected areas.", "missing_finding") is None  # would lose "bilateral"
+    # the count rewrite when every distractor is already named
+    assert perturb("Unilateral pulmonary infection, one infected area, upper left lung.", "count", 0, ["upper left"])
     with pytest.raises(ValueError, match="unknown perturbation"):
         perturb("x", "shouting")
 

@@ -21,13 +21,15 @@ def fake_distribution(site, name, files, requires=()):
     for rel in files:
         (site / rel).parent.mkdir(parents=True, exist_ok=True)
         (site / rel).write_text(f"# {rel}\n")
-    record = [*files, f"{info.name}/METADATA", f"{info.name}/RECORD", "../../../bin/console-script"]
+    record = [*files, f"{info.name}/METADATA", f"{info.name}/RECORD", "../bin/console-script"]
+    (site.parent / "bin").mkdir(exist_ok=True)
+    (site.parent / "bin" / "console-script").write_text("#!/the/other/venv/bin/python\n")
     (info / "RECORD").write_text("".join(f"{r},,\n" for r in record))
 
 
 def test_links_a_package_and_what_it_requires(tmp_path):
-    source, target = tmp_path / "source", tmp_path / "target"
-    target.mkdir()
+    source, target = tmp_path / "source" / "site-packages", tmp_path / "target" / "site-packages"
+    target.mkdir(parents=True)
     fake_distribution(source, "torchish", ["torchish/__init__.py", "torchish/lib/core.so"],
                       requires=["Dep-Lib>=1", "docs-only; extra == 'docs'"])
     fake_distribution(source, "dep_lib", ["dep_lib.py"])
@@ -40,15 +42,13 @@ def test_links_a_package_and_what_it_requires(tmp_path):
     core = target / "torchish" / "lib" / "core.so"
     assert core.read_text() == "# torchish/lib/core.so\n" and os.path.samefile(core, source / "torchish/lib/core.so")
     assert (target / "torchish-1.0.dist-info" / "RECORD").is_file() and (target / "dep_lib.py").is_file()
-    assert not (target / "unrelated.py").exists() and not (tmp_path / "bin").exists()  # nothing outside site-packages
-    # pip replacing the package in the target removes the target's links only
-    core.unlink()
-    assert (source / "torchish" / "lib" / "core.so").is_file()
+    assert not (target / "unrelated.py").exists()
+    assert not (target.parent / "bin").exists()  # a console script names the other venv's Python: not linked
 
 
 def test_a_failed_link_leaves_no_part_of_the_distribution(tmp_path, monkeypatch):
-    source, target = tmp_path / "source", tmp_path / "target"
-    target.mkdir()
+    source, target = tmp_path / "source" / "site-packages", tmp_path / "target" / "site-packages"
+    target.mkdir(parents=True)
     fake_distribution(source, "torchish", ["torchish/a.py", "torchish/b.py"])
     calls = []
 

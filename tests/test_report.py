@@ -5,14 +5,14 @@ without sentences), and that it never leaves half a report or replaces one unask
 import csv
 import importlib.util
 import json
-import math
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from conftest import ROOT
-from custom_nets.evaluation.multiseed import compare, load_summary, run_directory, run_seeds
+from custom_nets.evaluation.multiseed import budget_arguments, compare, load_summary, record_run, run_directory, run_seeds
+from custom_nets.evaluation.perturbations import KINDS
 
 pytestmark = pytest.mark.slow
 
@@ -53,8 +53,19 @@ def multiseed(tmp_path_factory, tiny_demo):
     for name, base in (("himix", [0.9, 0.85, 0.95, 0.8]), ("unet", [0.5, 0.6, 0.4, 0.55])):
         for budget in (0.5, 1.0):
             for seed in (0, 1):
-                fake_evaluation(run_directory(out, name, budget, seed), cases, [d * (0.7 + 0.3 * budget) for d in base], seed)
+                root = run_directory(out, name, budget, seed)
+                fake_evaluation(root, cases, [d * (0.7 + 0.3 * budget) for d in base], seed)
+                record_run(root, name, ["demo.json"], datalist, budget, seed, [])
         run_seeds(name, ["demo.json"], out, data_root, datalist, seeds=[0, 1], budgets=[0.5, 1.0], progress=lambda m: None)
+    # a run of other configs in the same folder: not resumed, not summarised
+    other = run_directory(out, "himix", 0.25, 0)
+    fake_evaluation(other, cases, [0.1] * 4, 0)
+    record_run(other, "himix", ["demo.json", "other.json"], datalist, 0.25, 0, [])
+    with pytest.raises(ValueError, match="holds a run made with other configs"):
+        run_seeds("himix", ["demo.json"], out, data_root, datalist, seeds=[0], budgets=[0.25], progress=lambda m: None)
+    assert load_summary(out / "himix")["skipped"] == []  # the failed call rewrote nothing
+    run_seeds("himix", ["demo.json"], out, data_root, datalist, seeds=[0], budgets=[1.0], progress=lambda m: None)
+    assert load_summary(out / "himix")["skipped"] == [str(other)] and "0.25" not in load_summary(out / "himix")["budgets"]
     return out
 
 
@@ -67,6 +78,10 @@ def test_multiseed_summary_and_paired_test(multiseed):
     assert 0 < c["wilcoxon_p"] <= 0.125  # 4 cases, all positive: the smallest two-sided p is 2/16
     with pytest.raises(ValueError, match=r"budget .* in \(0, 1\]"):
         run_seeds("himix", [], multiseed, multiseed, multiseed, seeds=[0], budgets=[1.5])
+    # a budget is a share of the training split, or of the train_items a config fixes (LCPDN's demo: 30)
+    assert budget_arguments("himix", ["demo.json"], 0.25) == ["--train_fraction", "0.25"]
+    assert budget_arguments("lcpdn", ["demo.json"], 0.5) == ["--train_items", "15"]
+    assert budget_arguments("lcpdn", ["demo.json"], 1.0) == []
 
 
 def test_report_of_trained_bundles(runs, multiseed, tiny_demo, tiny_overrides, tmp_path, capsys, monkeypatch):
@@ -127,7 +142,9 @@ def test_text_sensitivity_runs_the_image_only_bundle(runs, tiny_demo, tiny_overr
     out = capsys.readouterr().out
     assert "image-only bundle" in out
     drops = {k.split()[-1]: float(v) for k, v in (line.split(": ") for line in out.splitlines() if line.startswith("DICE DROP"))}
-    assert set(drops) == {"laterality", "zones", "count"} and all(d == 0 or math.isnan(d) for d in drops.values())
+    assert set(drops) == {"laterality", "zones", "count"} and all(d == 0 for d in drops.values())
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.split()[:1] and line.split()[0] in KINDS}
+    assert set(rows) == set(KINDS) and all(int(r[2]) > 0 for r in rows.values())  # every rewrite ran on some cases
 
 
 def test_report_names_sentences_that_state_nothing(runs, tiny_demo, tiny_overrides, tmp_path):

@@ -116,14 +116,17 @@ _METRICS = {
 
 
 def case_metrics(case: CasePrediction, constraints: SentenceConstraints | None = None) -> dict[str, float]:
-    """Dice, IoU, HD95, ASSD (pixels at the network's size; NaN where the truth is empty) and the consistency
-    checks of one case against ``constraints`` (default: those of the case's own sentence)."""
+    """Dice, IoU, HD95, ASSD (pixels at the network's size; NaN where the truth is empty, HD95 and ASSD inf where
+    the prediction is, as in the bundles' evaluations) and the consistency checks of one case against
+    ``constraints`` (default: those of the case's own sentence)."""
     pred = torch.as_tensor(case.pred[None, None], dtype=torch.float32)
     label = torch.as_tensor(case.label[None, None], dtype=torch.float32)
     values = {}
     for name, metric in _METRICS.items():
-        if not case.label.any() or (name in ("hd95", "assd") and not case.pred.any()):
-            values[name] = math.nan  # MONAI warns and gives NaN/inf here; say NaN without the warning
+        if not case.label.any():
+            values[name] = math.nan  # skipped, as the evaluators' EmptyAwareMetric skips it
+        elif name in ("hd95", "assd") and not case.pred.any():
+            values[name] = math.inf  # what MONAI's distance metrics give (with a warning) for an empty prediction
         else:
             values[name] = float(metric(pred, label).flatten()[0])
             metric.reset()

@@ -3,7 +3,7 @@ test metric per budget, the per-case Dice of every run, and paired comparisons b
 
 The summary is ``<out>/<bundle>/summary.json`` (what ``scripts/report.py`` reads)::
 
-    {"bundle": "himix", "configs": ["demo.json"],
+    {"bundle": "himix", "configs": ["demo.json"], "skipped": [runs made with other configs],
      "budgets": {"1.0": {"runs": [{"seed": 0, "root": ..., "metrics": {...}, "dice_per_case": {case: dice}}],
                          "mean_std": {"dice_mean": [mean, std, n], ...}}}}
 """
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from custom_nets.bundle import load_config
 from custom_nets.evaluation.runs import read_metrics, read_per_case, train_and_evaluate
 from custom_nets.evaluation.stats import mean_std, paired_comparison
 from custom_nets.utils.files import write_atomically
@@ -29,35 +30,72 @@ def run_directory(out: Path, bundle: str, budget: float, seed: int) -> Path:
     return out / bundle / f"budget_{budget:g}" / f"seed_{seed}"
 
 
+RUN_RECORD = "run.json"
+
+
+def record_run(root: Path, bundle: str, configs: Sequence[str], datalist: Path, budget: float, seed: int,
+               arguments: Sequence[str]) -> None:
+    """What trained the run in ``root`` (``run.json``), so that a later summary or resume takes only its own runs."""
+    record = {"bundle": bundle, "configs": [str(c) for c in configs], "datalist": str(Path(datalist).resolve()),
+              "budget": budget, "seed": seed, "arguments": list(arguments)}
+    write_atomically(root / RUN_RECORD, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1) + "\n"))
+
+
+def _matches(root: Path, configs: Sequence[str], datalist: Path) -> bool:
+    try:
+        record = json.loads((root / RUN_RECORD).read_text())
+    except (OSError, ValueError):
+        return False
+    return record.get("configs") == [str(c) for c in configs] and record.get("datalist") == str(Path(datalist).resolve())
+
+
+def budget_arguments(bundle: str, configs: Sequence[str], budget: float) -> list[str]:
+    """The training-budget options of a run: ``--train_fraction B``, or, where the configs already fix
+    ``train_items`` N (LCPDN's label-efficient demo), ``--train_items round(B * N)``; none at the full budget."""
+    if budget >= 1:
+        return []
+    items = load_config(bundle, *configs).get("train_items")
+    if isinstance(items, int):
+        return ["--train_items", str(max(1, round(budget * items)))]
+    return ["--train_fraction", str(budget)]
+
+
 def run_seeds(bundle: str, configs: Sequence[str], out: Path, data_root: Path, datalist: Path, seeds: Sequence[int],
               budgets: Sequence[float] = (1.0,), rerun: bool = False, progress: Callable[[str], None] = print) -> dict:
-    """Train and evaluate ``bundle`` once per (budget, seed) into ``run_directory(...)``; a run whose
-    ``eval/metrics.csv`` exists is kept (resume) unless ``rerun``. Writes and returns the summary of every run of
-    the bundle under ``out`` (:func:`summarise`)."""
+    """Train and evaluate ``bundle`` once per (budget, seed) into ``run_directory(...)``; a run evaluated before
+    with the same configs and datalist is kept (resume) unless ``rerun``, one made with others is an error.
+    Writes and returns the summary of the bundle's runs under ``out`` (:func:`summarise`)."""
     for budget in budgets:
         if not 0 < budget <= 1:
             raise ValueError(f"a training budget is a share of the training split in (0, 1], got {budget}")
     for budget in budgets:
         for seed in seeds:
             root = run_directory(out, bundle, budget, seed)
-            if rerun or not (root / "eval" / "metrics.csv").is_file():
-                extra = ["--seed", str(seed), "--train_seed", str(seed)]
-                if budget < 1:
-                    extra += ["--train_fraction", str(budget)]
+            done = (root / "eval" / "metrics.csv").is_file()
+            if done and not rerun and not _matches(root, configs, datalist):
+                raise ValueError(f"{root} holds a run made with other configs or another datalist (its {RUN_RECORD}); "
+                                 "pass --rerun to replace it, or use another --out")
+            if rerun or not done:
+                extra = ["--seed", str(seed), "--train_seed", str(seed), *budget_arguments(bundle, configs, budget)]
                 progress(f"[{bundle}] budget {budget:g}, seed {seed}: {root}")
                 train_and_evaluate(bundle, configs, root, data_root, datalist, extra, progress)
+                record_run(root, bundle, configs, datalist, budget, seed, extra)
             else:
                 progress(f"[{bundle}] budget {budget:g}, seed {seed}: kept {root / 'eval'} (--rerun to train again)")
     return summarise(bundle, configs, out, datalist)
 
 
 def summarise(bundle: str, configs: Sequence[str], out: Path, datalist: Path) -> dict:
-    """The summary of every evaluated run of ``bundle`` under ``out`` (all budgets and seeds found there, so that
-    runs made by separate calls add up); written to ``<out>/<bundle>/summary.json``."""
-    summary = {"bundle": bundle, "configs": list(configs), "datalist": str(datalist), "budgets": {}}
+    """The summary of every evaluated run of ``bundle`` under ``out`` made with ``configs`` and ``datalist`` (all
+    budgets and seeds found there, so that separate calls add up; runs made otherwise are listed under
+    ``"skipped"``); written to ``<out>/<bundle>/summary.json``."""
+    summary = {"bundle": bundle, "configs": list(configs), "datalist": str(datalist), "budgets": {}, "skipped": []}
     found: dict[float, list[tuple[int, Path]]] = {}
     for eval_dir in sorted((out / bundle).glob("budget_*/seed_*/eval/metrics.csv")):
         root = eval_dir.parent.parent
+        if not _matches(root, configs, datalist):
+            summary["skipped"].append(str(root))
+            continue
         found.setdefault(float(root.parent.name.removeprefix("budget_")), []).append((int(root.name.removeprefix("seed_")), root))
     for budget in sorted(found):
         runs = [{"seed": seed, "root": str(root), "metrics": read_metrics(root / "eval"),

@@ -7,15 +7,19 @@ sentence that names no zone cannot have its zones replaced) returns None and the
 Meaning kept (:data:`PRESERVING`):
     upper_case      the whole sentence in capitals;
     typos           three letters swapped or dropped in words that carry no constraint ("pulmonray");
-    abbreviations   each "upper left lung" as its zone abbreviation ("LUZ");
+    abbreviations   each place as its zone abbreviations ("upper left lung" -> "LUZ", "middle lower left lung"
+                    -> "LMZ and LLZ");
     synonyms        "infected area(s)" -> "opacity/opacities", "pulmonary infection" -> "lung infection";
     location_first  the zones first, then the finding ("Upper left lung and lower right lung: bilateral ...");
     extra_clause    an unrelated normal finding appended ("No pleural effusion.");
-    missing_finding the redundant first clause dropped ("Two infected areas, upper left lung and ...").
+    missing_finding the first clause dropped where the rest says all the sentence said ("Two infected areas,
+                    upper left lung and ..."; not "Bilateral ..., two infected areas.", whose laterality would go).
 Meaning changed (:data:`CHANGING`):
     laterality      left and right swapped (only where that changes the zones named);
     zones           the named zones replaced by as many others (look-alike distractors first);
-    count           one zone added (from one) or dropped (from two or more), count word and extent with it.
+    count           one zone added (from one) or dropped (from two or more), rewritten in the template with
+                    its count word and extent: the count changes, and with it one zone (so this row does not
+                    isolate counting).
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ import random
 import re
 from collections.abc import Sequence
 
-from custom_nets.text.constraints import ABBREVIATIONS, parse_constraints
-from custom_nets.text.prompts import ZONES, parse_zones, replaced_zone_sentence, swap_laterality, zone_sentence
+from custom_nets.text.constraints import ABBREVIATIONS, PLACE, levels_of, parse_constraints
+from custom_nets.text.prompts import ZONES, replaced_zone_sentence, swap_laterality, zone_sentence
 
 PRESERVING = ("upper_case", "typos", "abbreviations", "synonyms", "location_first", "extra_clause", "missing_finding")
 CHANGING = ("laterality", "zones", "count")
@@ -54,12 +58,19 @@ def _typos(sentence: str, rng: random.Random, n: int = 3) -> str:
 
 
 def _places(sentence: str) -> tuple[str, str] | None:
-    """``(finding, places)``: the sentence split before its first zone ("Bilateral ..., two infected areas",
+    """``(finding, places)``: the sentence split before its first place ("Bilateral ..., two infected areas",
     "upper left lung and lower right lung")."""
-    m = re.search(r"\b(?:upper|middle|lower)\s+(?:left|right)\b", sentence, flags=re.I)
+    m = PLACE.search(sentence)
     if m is None:
         return None
     return sentence[:m.start()].rstrip(" ,;:"), sentence[m.start():].rstrip(" .")
+
+
+def _abbreviated(m: re.Match) -> str:
+    """A place as zone abbreviations: "upper left lung" -> "LUZ", "middle lower left lung" -> "LMZ and LLZ"."""
+    side = m.group(2).lower()
+    names = [_ABBREVIATION_OF[(level, side)] for level in dict.fromkeys(levels_of(m.group(1)))]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def perturb(sentence: str, kind: str, seed: int = 0, distractor_zones: Sequence | None = None) -> str | None:
@@ -77,18 +88,16 @@ def perturb(sentence: str, kind: str, seed: int = 0, distractor_zones: Sequence 
     if kind not in KINDS:
         raise ValueError(f"unknown perturbation {kind!r}; kinds are {KINDS}")
     rng = random.Random(f"{seed}:{kind}:{sentence}")
-    zones = parse_zones(sentence)
+    said = parse_constraints(sentence)
+    zones = sorted(said.zones or (), key=ZONES.index)
     if kind == "upper_case":
         return sentence.upper()
     if kind == "typos":
         out = _typos(sentence, rng)
         return out if out != sentence else None
     if kind == "abbreviations":
-        if not zones:
-            return None
-        out = re.sub(r"\b(upper|middle|lower)\s+(left|right)\s+lung\b",
-                     lambda m: _ABBREVIATION_OF[(m.group(1).lower(), m.group(2).lower())], sentence, flags=re.I)
-        return out if out != sentence else None
+        out = PLACE.sub(_abbreviated, sentence)
+        return out if out != sentence and parse_constraints(out) == said else None
     if kind == "synonyms":
         out = re.sub(r"\binfected areas\b", "opacities", sentence, flags=re.I)
         out = re.sub(r"\binfected area\b", "opacity", out, flags=re.I)
@@ -99,27 +108,33 @@ def perturb(sentence: str, kind: str, seed: int = 0, distractor_zones: Sequence 
         if split is None or not split[0]:
             return None
         finding, places = split
-        return f"{places[:1].upper()}{places[1:]}: {finding[:1].lower()}{finding[1:]}."
+        out = f"{places[:1].upper()}{places[1:]}: {finding[:1].lower()}{finding[1:]}."
+        return out if parse_constraints(out) == said else None
     if kind == "extra_clause":
         return f"{sentence.rstrip()} {rng.choice(_EXTRA)}"
-    if kind == "missing_finding":
+    if kind == "missing_finding":  # only where the rest still says all the sentence said
         head, sep, rest = sentence.partition(",")
-        if not sep or not parse_constraints(rest).stated or parse_constraints(rest).zones != parse_constraints(sentence).zones:
-            return None
         rest = rest.strip()
+        if not sep or not rest or parse_constraints(rest) != said:
+            return None
         return rest[:1].upper() + rest[1:]
     if not zones:  # the meaning-changing rewrites need zones to change
         return None
     if kind == "laterality":
         out = swap_laterality(sentence)
-        return out if set(parse_zones(out)) != set(zones) else None
+        return out if parse_constraints(out).zones != said.zones else None
     if kind == "zones":
-        return replaced_zone_sentence(sentence, distractor_zones, seed=seed)
-    # count: add one zone to a single one, else drop the last
+        out = replaced_zone_sentence(sentence, distractor_zones, seed=seed)  # the template's own counterfactual
+        if out is not None and not (parse_constraints(out).zones or set()) & said.zones:
+            return out
+        others = [tuple(z.split()) if isinstance(z, str) else tuple(z) for z in distractor_zones or []]
+        free = list(dict.fromkeys(z for z in others + rng.sample(ZONES, len(ZONES)) if z not in said.zones))
+        return zone_sentence(sorted(free[:len(zones)], key=ZONES.index)) if len(free) >= len(zones) else None
+    # count: add one zone to a single one (a look-alike distractor first), else drop the last
     if len(zones) == 1:
-        others = [tuple(z.split()) if isinstance(z, str) else tuple(z) for z in distractor_zones or []] or \
-                 [z for z in ZONES if z not in zones]
-        new = zones + [rng.choice([z for z in others if z not in zones])]
+        others = [tuple(z.split()) if isinstance(z, str) else tuple(z) for z in distractor_zones or []]
+        others = [z for z in others if z not in zones] or [z for z in ZONES if z not in zones]
+        new = zones + [rng.choice(others)]
     else:
         new = zones[:-1]
     return zone_sentence(sorted(set(new), key=ZONES.index))

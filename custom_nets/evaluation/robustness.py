@@ -40,6 +40,7 @@ class RobustnessResult:
     clean_metrics: list[dict[str, float]]
     rows: list[RewriteRow]
     dice: dict[str, list[float | None]] = field(default_factory=dict)  # per kind, per case (None: not applicable)
+    seconds_per_image: float = float("nan")  # of the clean pass: network and text encoding, no data loading
 
     def row(self, kind: str) -> RewriteRow:
         return next(r for r in self.rows if r.kind == kind)
@@ -49,11 +50,12 @@ def text_robustness(model: TrainedBundle, items: Sequence[dict], seed: int = 0, 
                     batch_size: int | None = None) -> RobustnessResult:
     """Run ``model`` on ``items`` with their true sentences and with each rewrite in ``kinds``."""
     clean = model.predict(items, batch_size=batch_size)
+    seconds = model.seconds_per_image
     clean_metrics = [case_metrics(c) for c in clean]
     rows = [RewriteRow("clean", "clean", len(items), nanmean([m["dice"] for m in clean_metrics]),
                        nanmean([m["dice"] for m in clean_metrics]), nanmean([m["all_ok"] for m in clean_metrics]),
                        items[0].get("text", "") if items else "")]
-    result = RobustnessResult(clean, clean_metrics, rows, {"clean": [m["dice"] for m in clean_metrics]})
+    result = RobustnessResult(clean, clean_metrics, rows, {"clean": [m["dice"] for m in clean_metrics]}, seconds)
     for kind in kinds:
         rewritten = [perturb(item["text"], kind, seed + i, item.get("distractor_zones")) if item.get("text") else None
                      for i, item in enumerate(items)]

@@ -6,10 +6,11 @@ what a text-guided network is for. Each case gets, for every constraint its sent
 
 - ``count_ok``: the mask's connected components (4-connected, each at least ``min_size`` of the image area)
   number as many as the sentence says;
-- ``side_ok``: the patient's sides that hold the mask are the sides said ("bilateral" = both, "unilateral" = one
-  of them, "left lung" = that one). A side holds the mask when at least ``min_size`` of the image area and
-  ``min_share`` of the mask lie on it;
-- ``zone_ok``: the (level, side) zones that hold the mask, by the same rule, are the zones named;
+- ``side_ok``: the patient's sides that hold a lesion are the sides said ("bilateral" = both, "unilateral" = one
+  of them, "left lung" = that one). A lesion (a component) holds a side when at least ``min_share`` of it, and
+  ``min_size`` of the image area, lie on it: a lesion's rim over the midline does not count, a small lesion of
+  its own does;
+- ``zone_ok``: the (level, side) zones that hold a lesion, by the same rule, are the zones named;
 - ``all_ok``: every stated constraint holds.
 
 A constraint the sentence does not state is NaN, never a pass; a sentence that states none is counted as
@@ -149,27 +150,36 @@ def mask_findings(
     mask = np.asarray(mask) > 0
     if mask.ndim != 2:
         raise ValueError(f"the consistency metric checks 2D masks, got shape {mask.shape}")
-    area = mask.size
-    min_pixels = max(1, math.ceil(min_size * area))
-    labels, n = ndimage.label(mask)
-    sizes = np.bincount(labels.ravel())[1:]
-    components = int((sizes >= min_pixels).sum())
+    if image is not None and np.shape(image) != mask.shape:
+        raise ValueError(f"the image ({np.shape(image)}) and the mask ({mask.shape}) of a case must have one shape")
+    min_pixels = max(1, math.ceil(min_size * mask.size))
+    labels, _ = ndimage.label(mask)
+    sizes = np.bincount(labels.ravel())
+    kept = [c for c in range(1, len(sizes)) if sizes[c] >= min_pixels]  # specks are no lesions
 
     fields = lung_fields(image, mask.shape)
     cols, rows = np.nonzero(mask)
+    component = labels[cols, rows]
     image_right = cols >= fields.midline
     side_of = np.where(image_right == patient_left_on_image_right, "left", "right")
     top = np.where(image_right, fields.rows["image_right"][0], fields.rows["image_left"][0])
     bottom = np.where(image_right, fields.rows["image_right"][1], fields.rows["image_left"][1])
-    level_index = np.clip(((rows - top) / np.maximum(bottom - top, 1) * 3).astype(int), 0, 2)
-    total = max(len(cols), 1)
+    level_of = np.asarray(LEVELS)[np.clip(((rows - top) / np.maximum(bottom - top, 1) * 3).astype(int), 0, 2)]
 
-    def holding(counts: dict) -> set:
-        return {k for k, c in counts.items() if c >= min_pixels and c >= min_share * total}
-
-    sides = holding({s: int((side_of == s).sum()) for s in ("left", "right")})
-    zones = holding({(lv, s): int(((level_index == i) & (side_of == s)).sum())
-                     for i, lv in enumerate(LEVELS) for s in ("left", "right")})
+    # a lesion holds a side (zone) where at least min_share of it, and min_size of the image, lies there: its
+    # rim spilling over a zone's edge does not count, a small lesion of its own does
+    sides, zones = set(), set()
+    for c in kept:
+        here = component == c
+        for s in ("left", "right"):
+            on_side = here & (side_of == s)
+            if on_side.sum() >= max(min_pixels, min_share * sizes[c]):
+                sides.add(s)
+            for lv in LEVELS:
+                n = (on_side & (level_of == lv)).sum()
+                if n >= max(min_pixels, min_share * sizes[c]):
+                    zones.add((lv, s))
+    components = len(kept)
     checks = {name: math.nan for name in CHECKS}
     if constraints.count is not None:
         checks["count_ok"] = float(components == constraints.count)
@@ -190,9 +200,10 @@ class TextMaskConsistencyMetric(CumulativeIterationMetric):
     (1, 0, or NaN where the sentence does not state it); :meth:`aggregate` gives their rates.
 
     Args:
-        min_size: smallest component (and smallest share of a side or zone) that counts, as a fraction of the
-            image area.
-        min_share: smallest fraction of the mask a side or zone must hold to count as holding it.
+        min_size: smallest component (and smallest part of one in a side or zone) that counts, as a fraction of
+            the image area.
+        min_share: smallest fraction of a component that must lie in a side or zone for it to hold that side or
+            zone.
         patient_left_on_image_right: the display convention of the images (True for radiographs and axial CT
             in the radiological convention).
 
@@ -250,10 +261,11 @@ class TextConsistencyHandler(IgniteMetricHandler):
     batch, the masks (and images, for the lung fields) from its output.
 
     Under ``name`` it puts the ``all_ok`` rate of the predictions in ``engine.state.metrics``, and beside it
-    ``<name>_count``, ``<name>_side``, ``<name>_zone``, ``<name>_stated`` and ``<name>_unparsed``; with
-    ``check_ground_truth`` the same for the ground-truth masks as ``<name>_gt`` and ``<name>_gt_*`` (how far the
-    metric itself agrees with the sentences). Per-case values (NaN = not stated) go to
-    ``engine.state.metric_details`` as ``<name>_<check>`` (what ``MetricsSaver`` writes to ``*_raw.csv``).
+    ``<name>_count``, ``<name>_side``, ``<name>_zone`` (rates), ``<name>_stated`` and ``<name>_unparsed`` (cases);
+    with ``check_ground_truth`` the same for the ground-truth masks as ``<name>_gt`` and ``<name>_gt_*`` (how far
+    the metric itself agrees with the sentences). Per case, ``all_ok`` (NaN = nothing stated) goes to
+    ``engine.state.metric_details`` under ``<name>`` and ``<name>_gt`` (what ``MetricsSaver`` writes to
+    ``<name>_raw.csv``); :func:`mask_findings` gives the rest of a case.
 
     Args:
         output_transform: gives ``(masks, images)`` from the engine's output.

@@ -8,11 +8,13 @@ text annotations) state, in their template wording and in the usual clinical var
 - **zones**: "upper left lung", "lower zone of the right lung", "left lower lobe", and the abbreviations
   RUZ/RMZ/RLZ/LUZ/LMZ/LLZ (zones) and RUL/RML/RLL/LUL/LLL (lobes).
 
-Left and right are the *patient's* sides. A lobe is taken for the zone of the same level (upper lobe -> upper
-zone; the lingula of the left upper lobe and the right middle lobe -> middle zone): lobes and zones do not
-coincide on a frontal radiograph, so this is an approximation, kept because the demo and QaTa speak of zones.
-Anything else in the sentence (an unrelated normal finding, "pulmonary infection") states no constraint. A
-negated mention ("no right lung involvement") is not read as a lesion there.
+Left and right are the *patient's* sides. Runs of levels ("middle lower left lung", as in LViT's QaTa-COV19
+text) name each level; "all/whole/entire left lung" names its three zones. A lobe is taken for the zone of the
+same level (upper lobe -> upper zone; the right middle lobe -> middle zone): lobes and zones do not coincide on
+a frontal radiograph, so this is an approximation, kept because the demo and QaTa speak of zones. Anything else
+in the sentence (an unrelated normal finding, "pulmonary infection") states no constraint. A negated mention, in
+its clause (up to , . ;), states nothing: "no right lung involvement", "left lung clear"; "no infected area"
+is a count of 0 only when nothing else in the sentence names a lesion.
 """
 
 from __future__ import annotations
@@ -26,17 +28,21 @@ _NUMBERS = {w: i for i, w in enumerate(NUMBER_WORDS)} | {"single": 1, "solitary"
 _LESION = r"(?:infected\s+areas?|areas?\s+of\s+infection|lesions?|opacit(?:y|ies)|foci|focus|consolidations?|regions?|patch(?:es)?)"
 _COUNT = re.compile(rf"\b(\d+|{'|'.join(_NUMBERS)})\s+(?:\w+\s+)?{_LESION}\b")
 _NONE = re.compile(rf"\bno\s+(?:\w+\s+)?{_LESION}\b")
-_LEVEL = r"(?:upper|middle|mid|lower)"
-_LEVELS = rf"{_LEVEL}(?:\s*(?:,|and|/|&|-)\s*{_LEVEL})*"
+_LEVEL = r"(?:upper|middle|mid|lower|all|whole|entire)"
+#: a run of levels: "upper", "upper and middle", "middle lower" (LViT's QaTa-COV19 text), "middle/lower"
+_LEVELS = rf"{_LEVEL}(?:\s*(?:,|and|/|&|-)?\s*{_LEVEL})*"
 _SIDE_WORD = r"(?:left|right)"
+#: a place named by levels then a side: "upper left lung", "middle lower right", "upper and middle left lung"
+PLACE = re.compile(rf"\b({_LEVELS})\s+({_SIDE_WORD})(?:\s+lungs?)?\b", flags=re.IGNORECASE)
 #: "upper left lung", "upper and middle left zones", "middle/lower right"
 _LEVEL_SIDE = re.compile(rf"\b({_LEVELS})\s+({_SIDE_WORD})\b")
-#: "left upper lobe", "right lower zone", "left upper and lower lobes"
-_SIDE_LEVEL = re.compile(rf"\b({_SIDE_WORD})\s+({_LEVELS})\s+(?:lung\s+)?(?:zones?|lobes?|fields?|lungs?)\b")
+#: "left upper lobe", "right lower zone", "left upper and lower lobes", "right upper and left lower lobes"
+_SIDE_LEVEL = re.compile(rf"\b({_SIDE_WORD})\s+({_LEVELS})\b(?!\s+(?:left|right)\b)")
 #: "the upper zone of the left lung", "lower part of the right lung"
 _LEVEL_OF_SIDE = re.compile(rf"\b({_LEVELS})\s+(?:zones?|lobes?|fields?|parts?|thirds?|portions?)\s+of\s+(?:the\s+)?({_SIDE_WORD})\s+lung\b")
 _SIDE_ONLY = re.compile(rf"\b({_SIDE_WORD})\s*-?\s*(?:lung|hemithorax|sided?)\b")
-_NEGATED = re.compile(r"\b(?:no|without|not|clear|normal)\b[^,.;]*$")
+_NEGATED_BEFORE = re.compile(r"\b(?:no|without|not|free\s+of)\b[^,.;]*$")
+_NEGATED_AFTER = re.compile(r"^[^,.;]*?\b(?:is\s+|are\s+|remains?\s+)?(?:clear|normal|spared|unremarkable|unaffected|uninvolved)\b")
 #: zone and lobe abbreviations -> (level, side)
 ABBREVIATIONS: dict[str, tuple[str, str]] = {
     f"{s[0].upper()}{lv[0].upper()}{kind}": (lv, s) for s in SIDES for lv in LEVELS for kind in ("Z", "L")
@@ -79,13 +85,18 @@ class SentenceConstraints:
         return "; ".join(parts) or "nothing parsable"
 
 
-def _levels(words: str) -> list[str]:
-    return ["middle" if w == "mid" else w for w in re.findall(_LEVEL, words)]
+def levels_of(words: str) -> list[str]:
+    """The levels of a run: "mid" is middle; "all", "whole", "entire" are the three."""
+    out = []
+    for w in re.findall(_LEVEL, words.lower()):
+        out.extend(LEVELS if w in ("all", "whole", "entire") else ["middle" if w == "mid" else w])
+    return out
 
 
-def _negated(text: str, start: int) -> bool:
-    """Whether the clause before ``start`` negates what follows ("no", "without", "clear", ...)."""
-    return bool(_NEGATED.search(text[:start]))
+def _negated(text: str, start: int, end: int) -> bool:
+    """Whether the clause around ``text[start:end]`` negates it: "no"/"without"/"not" before it, or "clear",
+    "normal", "spared"... after it ("left lung clear"), within the clause (up to , . ;)."""
+    return bool(_NEGATED_BEFORE.search(text[:start]) or _NEGATED_AFTER.search(text[end:]))
 
 
 def parse_constraints(sentence: str | None) -> SentenceConstraints:
@@ -107,16 +118,16 @@ def parse_constraints(sentence: str | None) -> SentenceConstraints:
 
     zones: set[tuple[str, str]] = set()
     spans: list[tuple[int, int]] = []
-    for pattern, level_group in ((_LEVEL_OF_SIDE, 1), (_SIDE_LEVEL, 2), (_LEVEL_SIDE, 1)):
+    for pattern, level_group in ((_LEVEL_OF_SIDE, 1), (_LEVEL_SIDE, 1), (_SIDE_LEVEL, 2)):
         for m in pattern.finditer(text):
-            if any(a <= m.start() < b for a, b in spans) or _negated(text, m.start()):
+            if any(a < m.end() and m.start() < b for a, b in spans) or _negated(text, m.start(), m.end()):
                 continue
             spans.append(m.span())
             side = m.group(2 if level_group == 1 else 1)
-            zones.update((level, side) for level in _levels(m.group(level_group)))
+            zones.update((level, side) for level in levels_of(m.group(level_group)))
     sides = {side for _, side in zones}
     for m in _SIDE_ONLY.finditer(text):
-        if not any(a <= m.start() < b for a, b in spans) and not _negated(text, m.start()):
+        if not any(a <= m.start() < b for a, b in spans) and not _negated(text, m.start(), m.end()):
             sides.add(m.group(1))
 
     count = None
@@ -125,8 +136,8 @@ def parse_constraints(sentence: str | None) -> SentenceConstraints:
         count = int(word) if word.isdigit() else _NUMBERS[word]
         if word in ("a", "an") and count == 1 and (zones and len(zones) > 1):
             count = None  # "a lesion in the upper and lower left lung" says one finding, not one component
-    elif _NONE.search(text) or re.search(r"\bno\s+(?:\w+\s+)?(?:pulmonary\s+)?infection\b", text):
-        count = 0
+    elif not zones and not sides and (_NONE.search(text) or re.search(r"\bno\s+(?:\w+\s+)?(?:pulmonary\s+)?infection\b", text)):
+        count = 0  # "no infected area", and nothing found elsewhere in the sentence
     n_sides = 2 if re.search(r"\bbilateral(?:ly)?\b|\bboth\s+lungs\b", text) else (
         1 if re.search(r"\bunilateral(?:ly)?\b", text) else None)
     if n_sides is None and sides:
