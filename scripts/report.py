@@ -227,7 +227,8 @@ def build(args: argparse.Namespace, items: list[dict], work: Path) -> Report:
     report.table(["bundle"] + [c for _, c in COLUMNS], [[n] + [fmt(r.get(k), 2 if k in ("trainable_m", "frozen_m", "gflops",
                  "images_per_s", "hd95", "assd") else 4) for k, _ in COLUMNS] for n, r in rows.items()])
     report.paragraph("Dice/IoU: mean over images and pooled over all pixels of the split; HD95/ASSD in pixels at the "
-                     "network's input size (inf when a prediction is empty, as in the bundles' evaluations); consistent: "
+                     "network's input size (for an empty prediction HD95 is left out and ASSD is inf, as in the bundles' "
+                     "evaluations); consistent: "
                      "share of masks that obey every constraint their sentence states (count of connected lesions, side, "
                      "lung zone), over the cases that state one; trainable/frozen M and GFLOPs: the network (the frozen "
                      "text encoder outside it not counted); img/s: the clean pass on this machine, network and text "

@@ -34,10 +34,11 @@ if [ -n "$SEED_VENV" ] && [ -x "$SEED_VENV/bin/python" ]; then
     "$VENV/bin/python" scripts/link_packages.py --source "$SEED_VENV" $SEED_PACKAGES
 fi
 echo "$TAG installing torch and torchvision (constraints.txt)"
-# --no-compile: modules are byte-compiled when first imported, not all of them at install time (torch has ~20k)
-pip install --no-compile -c constraints.txt torch torchvision
+# byte-compiled at install time (no --no-compile): this machine sets PYTHONDONTWRITEBYTECODE=1, so a module left
+# uncompiled is compiled again by every process that imports it (a fresh-clone suite took 28 minutes so)
+pip install -c constraints.txt torch torchvision
 echo "$TAG installing textseg-bundles with extras [$EXTRAS] $EXTRA_PACKAGES"
 # shellcheck disable=SC2086  # EXTRA_PACKAGES and SEED_PACKAGES are lists
-pip install --no-compile "${constraints[@]}" -e ".[$EXTRAS]" $EXTRA_PACKAGES
+pip install "${constraints[@]}" -e ".[$EXTRAS]" $EXTRA_PACKAGES
 echo "$want" > "$stamp"
 echo "$TAG done"

@@ -46,7 +46,9 @@ def test_evaluate_reports_all_metrics(trained, tiny_demo, tiny):
     with open(bundle_root / "eval" / "metrics.csv") as f:
         metrics = {k: float(v) for k, v in csv.reader(f)}
     per_image = ("dice_mean", "iou_mean", "hd95", "assd")
-    assert set(metrics) == {"dice_pooled", "iou_pooled", *per_image, *(f"{m}_{n}" for m in per_image for n in ("counted", "empty_gt"))}
+    consistency = [f"consistency{gt}{part}" for gt in ("", "_gt") for part in ("", "_count", "_side", "_zone", "_stated", "_unparsed")]
+    assert set(metrics) == {"dice_pooled", "iou_pooled", *per_image, *(f"{m}_{n}" for m in per_image for n in ("counted", "empty_gt")),
+                            *consistency}
     assert all(metrics[f"{m}_counted"] == 4 and metrics[f"{m}_empty_gt"] == 0 for m in per_image)  # every test mask has a lesion
     assert 0 <= metrics["dice_mean"] <= 1 and 0 <= metrics["iou_pooled"] <= 1
     with open(bundle_root / "eval" / "dice_mean_raw.csv") as f:

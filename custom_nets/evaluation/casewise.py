@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,20 +117,20 @@ _METRICS = {
 
 
 def case_metrics(case: CasePrediction, constraints: SentenceConstraints | None = None) -> dict[str, float]:
-    """Dice, IoU, HD95, ASSD (pixels at the network's size; NaN where the truth is empty, HD95 and ASSD inf where
-    the prediction is, as in the bundles' evaluations) and the consistency checks of one case against
-    ``constraints`` (default: those of the case's own sentence)."""
+    """Dice, IoU, HD95, ASSD (pixels at the network's size; NaN where the truth is empty; where the prediction is
+    empty, what MONAI's metrics give, as in the bundles' evaluations: HD95 NaN, ASSD inf) and the consistency
+    checks of one case against ``constraints`` (default: those of the case's own sentence)."""
     pred = torch.as_tensor(case.pred[None, None], dtype=torch.float32)
     label = torch.as_tensor(case.label[None, None], dtype=torch.float32)
     values = {}
     for name, metric in _METRICS.items():
         if not case.label.any():
             values[name] = math.nan  # skipped, as the evaluators' EmptyAwareMetric skips it
-        elif name in ("hd95", "assd") and not case.pred.any():
-            values[name] = math.inf  # what MONAI's distance metrics give (with a warning) for an empty prediction
-        else:
+            continue
+        with warnings.catch_warnings():  # an empty prediction: MONAI warns, HD95 is NaN (skipped), ASSD inf
+            warnings.simplefilter("ignore")
             values[name] = float(metric(pred, label).flatten()[0])
-            metric.reset()
+        metric.reset()
     findings = mask_findings(case.pred, constraints if constraints is not None else parse_constraints(case.text), case.image)
     return values | findings.checks | {"tp": float((case.pred & case.label).sum()), "fp": float((case.pred & ~case.label).sum()),
                                        "fn": float((~case.pred & case.label).sum())}
