@@ -67,9 +67,9 @@ def main(argv: list[str] | None = None) -> int:
 
     print("\nTest split of the demo referring data set (mean = over images, pooled = over all pixels of the set;"
           " HD95/ASSD in pixels at the training size)")
-    print(f"{'bundle':<10}" + "".join(f"{m:>13}" for m in SHOWN))
+    print(f"{'bundle':<10}" + "".join(f"{m:>16}" for m in SHOWN))
     for name, m in results.items():
-        print(f"{name:<10}" + "".join(f"{m.get(k, float('nan')):>13.4f}" for k in SHOWN))
+        print(f"{name:<10}" + "".join(f"{m.get(k, float('nan')):>16.4f}" for k in SHOWN))
     print()
     for name, m in results.items():
         print(f"TEST DICE {name}: {m['dice_mean']:.4f}")
