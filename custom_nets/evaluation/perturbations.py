@@ -29,7 +29,7 @@ import re
 from collections.abc import Sequence
 
 from custom_nets.text.constraints import ABBREVIATIONS, PLACE, levels_of, parse_constraints
-from custom_nets.text.prompts import ZONES, replaced_zone_sentence, swap_laterality, zone_sentence
+from custom_nets.text.prompts import ZONES, as_zones, replaced_zone_sentence, swap_laterality, zone_sentence
 
 PRESERVING = ("upper_case", "typos", "abbreviations", "synonyms", "location_first", "extra_clause", "missing_finding")
 CHANGING = ("laterality", "zones", "count")
@@ -127,13 +127,12 @@ def perturb(sentence: str, kind: str, seed: int = 0, distractor_zones: Sequence 
         out = replaced_zone_sentence(sentence, distractor_zones, seed=seed)  # the template's own counterfactual
         if out is not None and not (parse_constraints(out).zones or set()) & said.zones:
             return out
-        others = [tuple(z.split()) if isinstance(z, str) else tuple(z) for z in distractor_zones or []]
+        others = as_zones(distractor_zones)
         free = list(dict.fromkeys(z for z in others + rng.sample(ZONES, len(ZONES)) if z not in said.zones))
         return zone_sentence(sorted(free[:len(zones)], key=ZONES.index)) if len(free) >= len(zones) else None
     # count: add one zone to a single one (a look-alike distractor first), else drop the last
     if len(zones) == 1:
-        others = [tuple(z.split()) if isinstance(z, str) else tuple(z) for z in distractor_zones or []]
-        others = [z for z in others if z not in zones] or [z for z in ZONES if z not in zones]
+        others = [z for z in as_zones(distractor_zones) if z not in zones] or [z for z in ZONES if z not in zones]
         new = zones + [rng.choice(others)]
     else:
         new = zones[:-1]

@@ -84,6 +84,16 @@ def parse_zones(sentence: str) -> list[tuple[str, str]]:
 
 
 
+def as_zones(candidates: Sequence[tuple[str, str] | str] | None) -> list[tuple[str, str]]:
+    """Zones given as (level, side) pairs or "level side" strings (a datalist's ``distractor_zones``), as pairs.
+
+    Example:
+        >>> as_zones(["Upper left", ("lower", "right")])
+        [('upper', 'left'), ('lower', 'right')]
+    """
+    return [tuple(z.lower().split()) if isinstance(z, str) else tuple(z) for z in candidates or []]
+
+
 def replaced_zone_sentence(
     sentence: str, candidates: Sequence[tuple[str, str]] | None = None, seed: int = 0
 ) -> str | None:
@@ -106,7 +116,7 @@ def replaced_zone_sentence(
     named = parse_zones(sentence)
     if not named:
         return None
-    zones = [tuple(z.lower().split()) if isinstance(z, str) else tuple(z) for z in candidates or []]
+    zones = as_zones(candidates)
     unknown = [z for z in zones if z not in ZONES]
     if unknown:
         raise ValueError(f"unknown lung zone(s) {unknown}; zones are {ZONES}")
