@@ -94,3 +94,32 @@ def write_non_image_dicom(path: Path) -> None:
 
 def read(path: Path):
     return pydicom.dcmread(path)
+
+
+def write_report_sr(path: Path, evidence: list, findings: list[str] = (), impressions: list[str] = (),
+                    kind: str = "enhanced", codes: str = "DCM") -> str:
+    """A radiology report as the standard shapes it (TID 2000, PS3.16): a "Diagnostic Imaging Report" container
+    holding a Findings section of TEXT "Finding" items and an Impressions section of TEXT "Impression" items, as an
+    Enhanced (or Comprehensive) SR in the study of ``evidence`` (the datasets it reports on). ``codes="LN"``
+    names the sections with their LOINC codes instead. Returns its SOPInstanceUID."""
+    import highdicom as hd
+    from pydicom.sr.coding import Code
+
+    contains = hd.sr.RelationshipTypeValues.CONTAINS
+    section_codes = {"DCM": (Code("121070", "DCM", "Findings"), Code("121072", "DCM", "Impressions")),
+                     "LN": (Code("59776-5", "LN", "Procedure Findings"), Code("19005-8", "LN", "Impression"))}[codes]
+    root = hd.sr.ContainerContentItem(Code("18748-4", "LN", "Diagnostic Imaging Report"))
+    sections = []
+    for section_code, item_code, texts in ((section_codes[0], Code("121071", "DCM", "Finding"), findings),
+                                           (section_codes[1], Code("121073", "DCM", "Impression"), impressions)):
+        if texts:
+            section = hd.sr.ContainerContentItem(section_code, relationship_type=contains)
+            section.ContentSequence = hd.sr.ContentSequence([hd.sr.TextContentItem(item_code, t, contains) for t in texts])
+            sections.append(section)
+    root.ContentSequence = hd.sr.ContentSequence(sections)
+    cls = {"enhanced": hd.sr.EnhancedSR, "comprehensive": hd.sr.ComprehensiveSR}[kind]
+    sr = cls(evidence=evidence, content=root, series_instance_uid=hd.UID(), series_number=100, sop_instance_uid=hd.UID(),
+             instance_number=1, manufacturer="test reporting system", is_complete=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sr.save_as(path)
+    return str(sr.SOPInstanceUID)

@@ -1,8 +1,9 @@
 """Batch segmentation of a folder of studies: discovery, sentences, a resumable manifest.
 
 A *job* is one CT series (DICOM files grouped by SeriesInstanceUID), one radiograph (a DX/CR instance) or
-one NIfTI volume. The manifest (``<output>/manifest.json``) has one row per job: status (``done`` or
-``failed``), kind, source, sentence, outputs, seconds, error, and ``made_with``: what made the result
+one NIfTI volume. A structured report (SR) is no job: its Findings (else Impression) text is the sentence of every
+job of its study (:mod:`custom_nets.clinical.reports`), before the CSV and ``--text``. The manifest (``<output>/manifest.json``) has one row per job: status (``done`` or
+``failed``), kind, source, sentence and where it came from, outputs, seconds, error, and ``made_with``: what made the result
 (sentence, CT window, bundle, version, checkpoint and config hashes). It is rewritten (temp file + rename)
 after every job, so a crash loses at most the job in flight. A rerun skips jobs that are done with the same
 ``made_with`` (and whose outputs exist), retries failed ones, and re-runs changed ones only when asked to
@@ -34,6 +35,7 @@ from custom_nets.clinical.io import (
     load_radiograph,
 )
 from custom_nets.clinical.outputs import save_dicom_seg, save_nifti, save_png
+from custom_nets.clinical.reports import Report, is_report, newest_reports, report_of
 from custom_nets.utils.files import write_atomically
 from custom_nets.text.prompts import clean_sentence
 from custom_nets.utils import is_dicom_uid, path_inside, safe_component
@@ -47,12 +49,13 @@ class Job:
     """One unit of work; ``id`` names its output folder and manifest row."""
 
     id: str
-    kind: str  # "ct_series", "radiograph", "nifti" or "invalid"
+    kind: str  # "ct_series", "radiograph", "nifti", "invalid", or "report" (an SR: a sentence, not segmented)
     files: list[str]
     study_uid: str = ""
     series_uid: str = ""
     error: str = ""  # set for "invalid" jobs: found but not segmentable
     relative_path: str = ""  # the input's path relative to the input folder (NIfTI: a sentence key)
+    report: Report | None = None  # "report" jobs: the Findings/Impression text, None when the SR has neither
 
 
 @dataclass
@@ -61,6 +64,7 @@ class Row:
     kind: str
     source: str
     sentence: str = ""
+    sentence_source: str = ""  # "report: SR <uid> (Findings)", "csv: <uid>", "--text" or "none"
     outputs: list[str] = field(default_factory=list)
     seconds: float = 0.0
     error: str = ""
@@ -94,7 +98,11 @@ def discover(input_dir: str | os.PathLike) -> list[Job]:
     for uid, members in sorted(series.items()):
         paths, header = [p for p, _ in members], members[0][1]
         modality, study = str(getattr(header, "Modality", "?")), str(getattr(header, "StudyInstanceUID", ""))
-        if modality in CT_MODALITIES:
+        if all(is_report(h) for _, h in members):  # the SR's content tree is in the header (it has no pixel data)
+            for p, h in members:
+                jobs.append(Job(f"report_{safe_component(str(getattr(h, 'SOPInstanceUID', p.name)))}", "report", [str(p)],
+                                study, uid, report=report_of(h)))
+        elif modality in CT_MODALITIES:
             jobs.append(Job(f"series_{uid}", "ct_series", [str(p) for p in paths], study, uid))
         elif modality in RADIOGRAPH_MODALITIES:
             for p, h in members:  # headers read once, by group_series
@@ -155,23 +163,43 @@ def read_sentences(csv_path: str | os.PathLike) -> dict[str, str]:
     return out
 
 
+def reports_of(jobs: Iterable[Job]) -> dict[str, Report]:
+    """``study UID -> Report`` from the SR jobs found (the newest report of each study)."""
+    return newest_reports(j.report for j in jobs if j.kind == "report" and j.report is not None)
+
+
 def _sentence_keys(job: Job) -> list[str]:
     nifti = [job.relative_path, Path(job.files[0]).name] if job.kind == "nifti" else []
     return [k for k in (job.series_uid, job.study_uid, *nifti) if k]
 
 
-def sentence_for(job: Job, sentences: dict[str, str], default: str | None) -> str:
-    """Series UID first, then study UID, then the NIfTI path relative to the input folder, then its file name,
-    then ``default``."""
-    return next((sentences[k] for k in _sentence_keys(job) if k in sentences), default or "")
+def sentence_and_source(job: Job, sentences: dict[str, str], default: str | None,
+                        reports: dict[str, Report] | None = None) -> tuple[str, str]:
+    """The job's sentence and where it came from: its study's report (SR), else the CSV (series UID first, then
+    study UID, then the NIfTI path relative to the input folder, then its file name), else ``default`` (--text)."""
+    report = (reports or {}).get(job.study_uid) if job.study_uid else None
+    if report is not None:
+        return report.text, report.source
+    key = next((k for k in _sentence_keys(job) if k in sentences), None)
+    if key is not None:
+        return sentences[key], f"csv: {key}"
+    return (default, "--text") if default else ("", "none")
 
 
-def check_sentences(jobs: list[Job], sentences: dict[str, str], default: str | None) -> tuple[list[Job], list[str]]:
+def sentence_for(job: Job, sentences: dict[str, str], default: str | None, reports: dict[str, Report] | None = None) -> str:
+    """The job's sentence (see :func:`sentence_and_source`)."""
+    return sentence_and_source(job, sentences, default, reports)[0]
+
+
+def check_sentences(jobs: list[Job], sentences: dict[str, str], default: str | None,
+                    reports: dict[str, Report] | None = None) -> tuple[list[Job], list[str]]:
     """Before any work: the segmentable jobs that would run without a sentence, and the sentence uids that match no job.
 
+    ``reports`` (default: the SR jobs among ``jobs``) give their studies' sentences first.
     A bare NIfTI file name that names files in several folders is a ValueError: give their relative paths.
     """
-    runnable = [j for j in jobs if j.kind != "invalid"]
+    reports = reports_of(jobs) if reports is None else reports
+    runnable = [j for j in jobs if j.kind not in ("invalid", "report")]
     by_name: dict[str, list[str]] = {}
     for j in runnable:
         if j.kind == "nifti":
@@ -181,7 +209,7 @@ def check_sentences(jobs: list[Job], sentences: dict[str, str], default: str | N
         name, paths = next(iter(ambiguous.items()))
         raise ValueError(f"sentence uid {name!r} names {len(paths)} NIfTI files ({', '.join(paths)}); use their paths "
                          "relative to --input as uids")
-    missing = [j for j in runnable if not sentence_for(j, sentences, default)]
+    missing = [j for j in runnable if not sentence_for(j, sentences, default, reports)]
     used = {k for j in jobs for k in _sentence_keys(j)}
     return missing, sorted(set(sentences) - used)
 
@@ -212,15 +240,17 @@ def job_made_with(segmenter, sentence: str) -> dict:
 
 
 def changed_jobs(jobs: list[Job], segmenter, output_dir: str | os.PathLike, sentences: dict[str, str] | None = None,
-                 default_sentence: str | None = None) -> dict[str, list[str]]:
+                 default_sentence: str | None = None, reports: dict[str, Report] | None = None) -> dict[str, list[str]]:
     """Jobs done earlier with other inputs (the keys of ``made_with`` that differ): a rerun would replace their outputs."""
     output_dir = Path(output_dir)
     manifest = load_manifest(output_dir / "manifest.json")
+    reports = reports_of(jobs) if reports is None else reports
     changed = {}
     for job in jobs:
         row = manifest.get(job.id)
         if is_done(row, output_dir):
-            now, before = job_made_with(segmenter, sentence_for(job, sentences or {}, default_sentence)), row.get("made_with", {})
+            now = job_made_with(segmenter, sentence_for(job, sentences or {}, default_sentence, reports))
+            before = row.get("made_with", {})
             differ = sorted(k for k in set(now) | set(before) if now.get(k) != before.get(k))
             if differ:
                 changed[job.id] = differ
@@ -264,7 +294,9 @@ def run_batch(jobs: list[Job], segmenter, output_dir: str | os.PathLike, sentenc
     re-run when ``overwrite`` is set; otherwise a FileExistsError naming those jobs is raised before any work.
     """
     output_dir = Path(output_dir)
-    changed = changed_jobs(jobs, segmenter, output_dir, sentences, default_sentence)
+    reports = reports_of(jobs)
+    jobs = [j for j in jobs if j.kind != "report"]
+    changed = changed_jobs(jobs, segmenter, output_dir, sentences, default_sentence, reports)
     if changed and not overwrite:
         shown = "; ".join(f"{k} ({', '.join(v)} changed)" for k, v in list(changed.items())[:10])
         raise FileExistsError(f"{len(changed)} series in {output_dir} were segmented with other inputs: {shown}"
@@ -272,18 +304,21 @@ def run_batch(jobs: list[Job], segmenter, output_dir: str | os.PathLike, sentenc
     output_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = output_dir / "manifest.json"
     manifest = load_manifest(manifest_path)
-    made_with = {j.id: job_made_with(segmenter, sentence_for(j, sentences or {}, default_sentence)) for j in jobs}
+    found = {j.id: sentence_and_source(j, sentences or {}, default_sentence, reports) for j in jobs}
+    made_with = {j.id: job_made_with(segmenter, found[j.id][0]) for j in jobs}
     todo = [j for j in jobs if not is_done(manifest.get(j.id), output_dir, made_with[j.id])]
     iterator = progress(todo) if progress else todo
     for job in iterator:
-        sentence = made_with[job.id]["sentence"]
+        sentence, sentence_source = found[job.id]
         t0 = time.perf_counter()
         source = job.files[0] if len(job.files) == 1 else str(Path(job.files[0]).parent)
         try:
             outputs = run_job(job, segmenter, sentence, output_dir, write_seg)
-            row = Row("done", job.kind, source, sentence, outputs, round(time.perf_counter() - t0, 3), made_with=made_with[job.id])
+            row = Row("done", job.kind, source, sentence, sentence_source, outputs, round(time.perf_counter() - t0, 3),
+                      made_with=made_with[job.id])
         except (ClinicalInputError, ValueError, OSError, RuntimeError) as e:
-            row = Row("failed", job.kind, source, sentence, [], round(time.perf_counter() - t0, 3), f"{type(e).__name__}: {e}")
+            row = Row("failed", job.kind, source, sentence, sentence_source, [], round(time.perf_counter() - t0, 3),
+                      f"{type(e).__name__}: {e}")
         manifest[job.id] = asdict(row)
         save_manifest(manifest, manifest_path)
     return manifest
