@@ -117,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: credentials ({pacs.auth_source}) go to {pacs.url} over plain http, unencrypted; use https")
     if found is not None and found.ignored:
         print(f"note: series of other modalities left aside: {dict(sorted(found.ignored.items()))}")
+    if found is not None and found.reports:
+        print(f"note: {len(found.reports)} stud{'y' if len(found.reports) == 1 else 'ies'} take their sentence from a "
+              "structured report (Findings, else Impression)")
     reports_found = [j for j in jobs if j.kind == "report"]
     if reports_found:
         print(f"note: {len(reports_found)} structured report(s) found; "
@@ -129,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: {len(missing)} series run without text (--allow-missing-text): {_listed([j.id for j in missing])}")
 
     def progress(todo):
-        return tqdm(todo, unit="series", desc=f"segmenting ({len(jobs) - len(todo)} already done)", dynamic_ncols=True)
+        done = "" if pacs is not None else f" ({len(jobs) - len(todo)} already done)"  # over DICOMweb: each job is checked
+        return tqdm(todo, unit="series", desc=f"segmenting{done}", dynamic_ncols=True)
 
     stopped = None
     try:  # series done earlier with other inputs are refused here, before any work, unless --overwrite

@@ -33,12 +33,18 @@ def _base(path: Path, sop_class: str, modality: str, study_uid: str, series_uid:
 
 
 def write_ct_series(folder: Path, n: int = 16, rows: int = 48, cols: int = 64, skip: int | None = None,
-                    modality: str = "CT", study_uid: str | None = None, series_uid: str | None = None, prefix: str = "im") -> tuple[list[Path], np.ndarray]:
-    """``n`` axial slices (files in shuffled name order); a bright cube in the middle. Returns files and HU (X, Y, Z)."""
+                    modality: str = "CT", study_uid: str | None = None, series_uid: str | None = None, prefix: str = "im",
+                    hu: np.ndarray | None = None) -> tuple[list[Path], np.ndarray]:
+    """``n`` axial slices (files in shuffled name order); a bright cube in the middle, or ``hu`` (X, Y, Z) when given
+    (columns toward the patient's left, rows toward posterior). Returns files and HU (X, Y, Z)."""
     folder.mkdir(parents=True, exist_ok=True)
     study_uid, series_uid, frame_of_reference = study_uid or generate_uid(), series_uid or generate_uid(), generate_uid()
-    hu = np.full((cols, rows, n), -900.0, np.float32)  # (X, Y, Z): lung-like background
-    hu[cols // 3 : 2 * cols // 3, rows // 3 : 2 * rows // 3, n // 4 : 3 * n // 4] = 40.0
+    if hu is not None:
+        cols, rows, n = hu.shape
+        hu = np.round(hu).astype(np.float32)
+    else:
+        hu = np.full((cols, rows, n), -900.0, np.float32)  # (X, Y, Z): lung-like background
+        hu[cols // 3 : 2 * cols // 3, rows // 3 : 2 * rows // 3, n // 4 : 3 * n // 4] = 40.0
     files = []
     order = np.random.default_rng(0).permutation(n)  # file names do not follow position
     for k in range(n):

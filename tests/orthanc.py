@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -38,12 +39,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def orthanc_or_skip() -> tuple[str, str]:
-    """``(Orthanc executable, DICOMweb plugin)``, installing them if needed; skips the test when they cannot be."""
+@functools.cache
+def _setup_orthanc() -> str | None:
+    """Run ``scripts/setup_orthanc.sh`` once per session: None when Orthanc is there, else the reason."""
     r = subprocess.run(["bash", str(ROOT / "scripts" / "setup_orthanc.sh")], text=True, stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT)
-    if r.returncode != 0:
-        reason = (r.stdout.strip().splitlines() or ["scripts/setup_orthanc.sh failed"])[-1]
+    if r.returncode == 0:
+        return None
+    return (r.stdout.strip().splitlines() or ["scripts/setup_orthanc.sh failed"])[-1]
+
+
+def orthanc_or_skip() -> tuple[str, str]:
+    """``(Orthanc executable, DICOMweb plugin)``, installing them if needed; skips the test when they cannot be."""
+    reason = _setup_orthanc()
+    if reason is not None:
         print(f"PACS tests skipped: {reason}")
         pytest.skip(f"no Orthanc: {reason}")
     exe = os.environ.get("ORTHANC") or shutil.which("Orthanc") or "/usr/sbin/Orthanc"

@@ -11,7 +11,6 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,20 +22,18 @@ from email.policy import default
 
 import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
 from PIL import Image
 
+from clinical_data import write_ct_series
 from conftest import ROOT, configs, run_bundle
+from custom_nets.clinical import BundleSegmenter, load_dicom_series
+from orthanc import PASSWORD, USER, Orthanc, free_port
 from custom_nets.text.prompts import replaced_zone_sentence
 
 pytestmark = [pytest.mark.slow, pytest.mark.monailabel]
 CT_AFFINE = np.diag([-0.7, -0.7, 2.5, 1.0])  # scripts/make_demo_volume.py: columns toward the patient's left (L, P, S)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def infer(base: str, image: str, prompt, **options) -> tuple[dict, np.ndarray | nib.Nifti1Image]:
@@ -101,34 +98,51 @@ def server(tmp_path_factory):
     lps = nib.load(studies / "ct_0000.nii.gz")
     nib.save(nib.as_closest_canonical(lps), studies / "ct_0000_ras.nii.gz")
     (studies / "sentences.json").write_text(json.dumps({os.path.basename(i["image"]).split(".")[0]: i["text"] for i in test_items}))
-    port = free_port()
-    log = open(work / "server.log", "w")
-    proc = subprocess.Popen(["bash", str(ROOT / "scripts/monailabel/serve.sh"), "himix", str(work / "bundle"), str(studies),
-                             str(port)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, "APPS": str(work / "apps"), "PYTHONUNBUFFERED": "1"})
-    base = f"http://127.0.0.1:{port}"
+    proc, base, log = serve(work, work / "bundle", str(studies), "server", work / "apps")
     try:
-        deadline = time.time() + 300
-        while True:
-            assert proc.poll() is None, (work / "server.log").read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(f"{base}/info/", timeout=5) as resp:
-                    info = json.loads(resp.read())
-                break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                assert time.time() < deadline, "server did not start:\n" + (work / "server.log").read_text()[-3000:]
-                time.sleep(2)
-        yield base, info, data, test_items, proc, work
+        yield base, _info(base), data, test_items, proc, work
     finally:
+        stop(proc, log)
+
+
+def serve(work, bundle_root, studies: str, name: str, apps, env: dict | None = None):
+    """``serve.sh himix <bundle_root> <studies> <free port>`` with its app in ``apps``, waited for until ``/info/``
+    answers: (process, base URL, log)."""
+    port = free_port()
+    log = open(work / f"{name}.log", "w")
+    proc = subprocess.Popen(["bash", str(ROOT / "scripts/monailabel/serve.sh"), "himix", str(bundle_root), studies, str(port)],
+                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            env={**os.environ, "APPS": str(apps), "PYTHONUNBUFFERED": "1", **(env or {})})
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 300
+    while True:
+        if proc.poll() is not None or time.time() > deadline:
+            stop(proc, log)
+            pytest.fail(f"server did not start:\n{(work / f'{name}.log').read_text()[-3000:]}")
+        try:
+            _info(base)
+            return proc, base, log
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(2)
+
+
+def _info(base: str) -> dict:
+    with urllib.request.urlopen(f"{base}/info/", timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+def stop(proc, log) -> None:
+    """Stop the server's whole process group; nothing of it is left."""
+    if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-        log.close()
-        with pytest.raises(ProcessLookupError):  # nothing of the server's process group is left
-            os.killpg(proc.pid, 0)
+    log.close()
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)
 
 
 def test_info_lists_the_bundle_as_2d_with_a_prompt(server):
@@ -301,3 +315,60 @@ def test_training_request_values_are_data(server, tmp_path):
     log = (work / "server.log").read_text()
     assert "request refused: run_id must be one of" in log and "request refused: experiment tracking is off" in log
     assert not owned.exists() and model.read_bytes() == before and proc.poll() is None
+
+
+def test_a_ct_series_held_in_a_pacs(server, tmp_path):
+    """MONAI Label with a PACS as its studies (Orthanc, ``serve.sh himix BUNDLE_ROOT http://127.0.0.1:PORT/dicom-web``):
+    a CT series held there is listed, inferred with a prompt, its label comes back on the series' grid, and a final
+    label saved from the client is stored back in the PACS as a DICOM SEG of that study."""
+    _, _, data, items, _, work = server
+    truth = np.asarray(Image.open(data / items[0]["label"])) > 0
+    orthanc = Orthanc(tmp_path / "orthanc").start()
+    try:
+        # the demo CT (three slices, each the first test radiograph in HU) as a DICOM series in the PACS
+        volume = nib.load(work / "studies" / "ct_0000.nii.gz")
+        files, _ = write_ct_series(tmp_path / "ct", hu=np.asarray(volume.dataobj))
+        orthanc.upload(*files)
+        source = pydicom.dcmread(files[0])
+        series, study = str(source.SeriesInstanceUID), str(source.StudyInstanceUID)
+        proc, base, log = serve(work, work / "bundle", orthanc.url, "pacs", tmp_path / "apps", env={
+            "MONAI_LABEL_DICOMWEB_USERNAME": USER, "MONAI_LABEL_DICOMWEB_PASSWORD": PASSWORD,
+            "MONAI_LABEL_DICOMWEB_CACHE_PATH": str(tmp_path / "cache")})
+        try:
+            # the series is what MONAI Label offers to annotate (a viewer's "next sample"), fetched over WADO-RS
+            request = urllib.request.Request(f"{base}/activelearning/first", data=b"{}", method="POST",
+                                             headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=120) as r:
+                offered = json.loads(r.read())
+            assert offered["id"] == series and offered["StudyInstanceUID"] == study
+            params, label = infer(base, series, items[0]["text"])
+            mask = np.asarray(label.dataobj) > 0
+            assert mask.shape == (256, 256, 3) and params["text_prompt"] == items[0]["text"]
+            # RAS affine of the series' own geometry (tests/clinical_data.py: spacing 0.8 x 0.7 x 2.5 mm from ORIGIN)
+            assert np.allclose(label.affine, [[-0.7, 0, 0, 40], [0, -0.8, 0, 30], [0, 0, 2.5, 100], [0, 0, 0, 1]], atol=1e-4)
+            per_slice = [dice(mask[:, :, k].T, truth) for k in range(3)]
+            # the batch runner's mask of the same files (this process, the same bundle): MONAI Label's DICOM to NIfTI
+            # conversion (SimpleITK) keeps the voxel order, so the two masks are voxel for voxel comparable
+            segmenter = BundleSegmenter(ROOT / "bundles" / "himix", ["demo.json"], bundle_root=str(work / "bundle"))
+            batch = segmenter.segment_volume(load_dicom_series(files), items[0]["text"]) > 0
+            same = dice(mask, batch)
+            print(f"MONAI Label on Orthanc (DICOMweb): Dice per slice {np.round(per_slice, 3).tolist()}, "
+                  f"Dice with scripts/infer_dicom.py's mask of the same series {same:.4f}")
+            assert min(per_slice) > 0.6 and same > 0.98
+
+            # the annotator saves the (corrected) label as final: it goes back to the PACS as a DICOM SEG
+            boundary = uuid.uuid4().hex
+            body = (f'--{boundary}\r\nContent-Disposition: form-data; name="params"\r\n\r\n{{}}\r\n'
+                    f'--{boundary}\r\nContent-Disposition: form-data; name="label"; filename="label.nii.gz"\r\n'
+                    f"Content-Type: application/octet-stream\r\n\r\n").encode() + gzip.compress(label.to_bytes()) + \
+                f"\r\n--{boundary}--\r\n".encode()
+            request = urllib.request.Request(f"{base}/datastore/label?image={series}&tag=final", data=body, method="PUT",
+                                             headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+            with urllib.request.urlopen(request, timeout=120) as r:
+                assert r.status == 200
+            [seg] = orthanc.series(study, "SEG")
+            print(f"final label stored in Orthanc as SEG series {seg['0020000E']['Value'][0]}")
+        finally:
+            stop(proc, log)
+    finally:
+        orthanc.stop()

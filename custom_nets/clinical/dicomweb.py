@@ -291,7 +291,7 @@ def remote_jobs(pacs: Pacs, series: list) -> RemoteFound:
                 else:
                     jobs.append(Job(f"series_{uid}", "invalid", [], study, uid, error=f"series {uid}: instance UID {sop!r} is not a DICOM UID"))
             studies.add(study)
-        else:
+        elif modality != "SR":  # reports are read per study below
             ignored[modality] += 1
     reports = [r for study in sorted(studies) for r in pacs.reports(study)]
     return RemoteFound(jobs, newest_reports(reports), ignored)

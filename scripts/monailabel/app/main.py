@@ -5,7 +5,8 @@ the trained bundles in its ``model/`` folder (``scripts/monailabel/prepare_app.p
 ``--conf models a,b`` gets a :class:`lib.tasks.TextBundleInferTask` and (unless ``--conf skip_trainers true``) a
 :class:`lib.tasks.TextBundleTrainTask`: MONAI Label's own bundle tasks, with every request value checked before
 the bundle config sees it, and a :class:`lib.datastore.CheckedLocalDatastore`, which refuses image ids and label
-tags that are paths (see ``docs/monailabel.md``). No model zoo, SAM or scoring: nothing is fetched.
+tags that are paths (see ``docs/monailabel.md``); with ``--studies http(s)://.../dicom-web`` a PACS is the datastore
+(:func:`lib.datastore.dicomweb_datastore`, the same checks). No model zoo, SAM or scoring: nothing is fetched.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 import os
 
 import monailabel
-from lib.datastore import CheckedLocalDatastore
+from lib.datastore import CheckedLocalDatastore, dicomweb_datastore
 from lib.tasks import TextBundleInferTask, TextBundleTrainTask
 from monailabel.config import settings
 from monailabel.interfaces.app import MONAILabelApp
@@ -39,8 +40,11 @@ class TextSegApp(MONAILabelApp):
                          version=monailabel.__version__)
 
     def init_datastore(self):
+        if self.studies.startswith(("http://", "https://")) and settings.MONAI_LABEL_DATASTORE.lower() not in ("xnat", "dsa"):
+            # a PACS over DICOMweb (e.g. Orthanc's http://host:8042/dicom-web); image ids are its SeriesInstanceUIDs
+            return dicomweb_datastore(self.studies)
         if self.studies.startswith(("http://", "https://")):
-            return super().init_datastore()  # DICOMweb and other remote stores: names are the server's UIDs
+            return super().init_datastore()  # XNAT, DSA: MONAI Label's own
         return CheckedLocalDatastore(self.studies, extensions=settings.MONAI_LABEL_DATASTORE_FILE_EXT,
                                      auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
                                      read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY)
