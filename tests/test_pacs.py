@@ -177,12 +177,14 @@ def test_batch_over_dicomweb_stores_segs_that_reference_their_sources(tmp_path, 
     # a rerun stores nothing new, with its manifest or without it (the server is asked)
     code, said = cli(tiny_bundle, orthanc.url, out, "--study", study, "--study", str(dx.StudyInstanceUID), "--text", SENTENCE)
     assert code == 0 and manifest_of(out) == manifest, said
-    code, said = cli(tiny_bundle, orthanc.url, tmp_path / "elsewhere", "--query", "Modality=CT", "--text", SENTENCE)
+    code, said = cli(tiny_bundle, orthanc.url, tmp_path / "elsewhere", "--study", study, "--study",
+                     str(dx.StudyInstanceUID), "--text", SENTENCE)
     assert code == 0, said
-    again = manifest_of(tmp_path / "elsewhere")[f"series_{series}"]
-    assert again["stored"] == {"status": "already on the server", "series_uid": ct_row["stored"]["series_uid"],
-                               "sop_instance_uid": ct_row["stored"]["sop_instance_uid"]}
-    assert len(orthanc.series(study, "SEG")) == 1
+    elsewhere = manifest_of(tmp_path / "elsewhere")
+    for key, row in ((f"series_{series}", ct_row), (f"image_{dx.SOPInstanceUID}", dx_row)):
+        assert elsewhere[key]["stored"] == {"status": "already on the server", "series_uid": row["stored"]["series_uid"],
+                                            "sop_instance_uid": row["stored"]["sop_instance_uid"]}
+    assert len(orthanc.series(study, "SEG")) == 1 and len(orthanc.series(str(dx.StudyInstanceUID), "SEG")) == 1
 
 
 # ---------------------------------------------------------------------- faults
@@ -271,6 +273,23 @@ def test_series_deleted_between_query_and_retrieve(tmp_path, orthanc, segmenter)
     gone = manifest[f"series_{deleted[0].SeriesInstanceUID}"]
     assert gone["status"] == "failed" and "404 Not Found" in gone["error"] and "deleted from the server" in gone["error"]
     assert manifest[f"series_{kept[0].SeriesInstanceUID}"]["stored"]["status"] == "stored"
+
+
+def test_credentials_from_netrc_and_tls_verified_by_default(tmp_path, orthanc, monkeypatch):
+    monkeypatch.delenv("DICOMWEB_USER")
+    monkeypatch.delenv("DICOMWEB_PASSWORD")
+    netrc = tmp_path / "netrc"
+    netrc.write_text(f"machine 127.0.0.1 login {USER} password {PASSWORD}\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    pacs = Pacs(orthanc.url)
+    assert pacs.auth_source == "netrc" and pacs.client._session.verify is True
+    pacs.check()  # accepted with the netrc credentials
+    ca = tmp_path / "hospital-ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    assert Pacs(orthanc.url, ca_bundle=str(ca)).client._session.verify == str(ca)
+    with pytest.raises(FileNotFoundError, match="--ca-bundle"):
+        Pacs(orthanc.url, ca_bundle=str(tmp_path / "missing.pem"))
 
 
 def test_errors_before_any_work(tmp_path, orthanc, tiny_bundle, monkeypatch):  # noqa: F811

@@ -189,9 +189,9 @@ class Pacs:
         with self._request(f"looking for series {series} (QIDO-RS)"):
             return bool(self.client.search_for_series(study_instance_uid=study, search_filters={"SeriesInstanceUID": series}))
 
-    def our_segs(self, study: str, source_series: str, algorithm: str) -> list[tuple[str, str]]:
+    def our_segs(self, study: str, source_series: str, algorithm: str, source_instance: str | None = None) -> list[tuple[str, str]]:
         """``(SEG series UID, SOP instance UID)`` of this project's SEGs (same bundle) on the server that reference
-        ``source_series`` of ``study``."""
+        ``source_series`` of ``study`` (and ``source_instance`` of it, when given: one radiograph of a series)."""
         from pydicom import Dataset
 
         out = []
@@ -204,9 +204,11 @@ class Pacs:
             with self._request(f"reading SEG series {c.SeriesInstanceUID} (WADO-RS metadata)"):
                 metadata = self.client.retrieve_series_metadata(study, str(c.SeriesInstanceUID))
             for m in (Dataset.from_json(x, bulk_data_uri_handler=lambda *_: None) for x in metadata):  # no pixels needed
-                referenced = {str(r.get("SeriesInstanceUID", "")) for r in m.get("ReferencedSeriesSequence", [])}
-                if source_series in referenced:
-                    out.append((str(c.SeriesInstanceUID), str(m.SOPInstanceUID)))
+                for r in m.get("ReferencedSeriesSequence", []):
+                    instances = {str(i.get("ReferencedSOPInstanceUID", "")) for i in r.get("ReferencedInstanceSequence", [])}
+                    if str(r.get("SeriesInstanceUID", "")) == source_series and (source_instance is None or source_instance in instances):
+                        out.append((str(c.SeriesInstanceUID), str(m.SOPInstanceUID)))
+                        break
         return out
 
     def reports(self, study: str) -> list[Report]:
@@ -370,7 +372,7 @@ def _run_one(pacs: Pacs, job: Job, row: dict | None, segmenter, output_dir: Path
         if seg.is_file():  # the upload failed earlier, or the SEG is gone from the server: upload it again
             return {**row, "stored": _store(pacs, seg)}
     if write_seg and not overwrite and job.kind != "invalid" and (row is None or row.get("status") != "done"):
-        existing = pacs.our_segs(job.study_uid, job.series_uid, getattr(segmenter, "name", ""))
+        existing = pacs.our_segs(job.study_uid, job.series_uid, getattr(segmenter, "name", ""), _sop_of(job))
         if existing:
             return asdict(Row("done", job.kind, _source(remote), sentence, sentence_source, [], 0.0, made_with=made_with)) | {
                 "remote": remote, "stored": {"status": "already on the server", "series_uid": existing[0][0],
