@@ -71,3 +71,66 @@ def weights_from_checkpoint(parser: ConfigParser) -> ConfigParser:
         if isinstance(network, dict) and argument in network:
             parser[f"network_def#{argument}"] = False
     return parser
+
+
+# ---------------------------------------------------------------- recipes: configs/recipes/<data set>.json
+
+#: the config files whose settings a recipe may set (those a bundle has)
+RECIPE_TARGETS = ("train.json", "pretrain.json", "evaluate.json")
+
+
+def recipe_files(bundle: str | os.PathLike) -> dict[str, Path]:
+    """``data set -> configs/recipes/<data set>.json`` of the bundle (empty when it has none).
+
+    Example:
+        >>> sorted(recipe_files("unet"))
+        ['monuseg', 'mosmeddata_plus', 'qata_cov19']
+    """
+    folder = bundle_dir(bundle, "train.json") / "configs" / "recipes"
+    return {p.stem: p for p in sorted(folder.glob("*.json"))}
+
+
+def check_recipe(bundle: str | os.PathLike, recipe: str | os.PathLike) -> dict:
+    """The recipe's settings, each checked to be a top-level setting the bundle has (a key of its ``train.json``,
+    ``pretrain.json`` or ``evaluate.json``), so a typo is an error naming the file, the key and the nearest real key,
+    never a setting silently added and ignored. Nested ids (``train#...``) are refused: a recipe must merge with
+    ``evaluate.json`` too, which has no ``train`` section. ``recipe`` is a data set name or a path.
+
+    Example:
+        >>> check_recipe("unet", "monuseg")["learning_rate"]
+        0.001
+    """
+    import difflib
+    import json
+
+    path = Path(recipe) if Path(recipe).is_file() else recipe_files(bundle).get(str(recipe))
+    if path is None:
+        raise FileNotFoundError(f"no recipe {recipe!r} for {bundle}: it has {sorted(recipe_files(bundle))}")
+    try:
+        settings = json.loads(path.read_text())
+    except ValueError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(settings, dict):
+        raise ValueError(f"{path}: a recipe is a JSON object of settings, got {type(settings).__name__}")
+    nested = [k for k in settings if "#" in k]
+    if nested:
+        raise ValueError(f"{path}: {nested}: a recipe sets top-level settings only (it is merged on evaluate.json too)")
+    configs = bundle_dir(bundle, "train.json") / "configs"
+    targets = [n for n in RECIPE_TARGETS if (configs / n).is_file()]
+    known = {k for n in targets for k in json.loads((configs / n).read_text())}
+    unknown = [k for k in settings if k not in known]
+    if unknown:
+        hints = "; ".join(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(k, sorted(known), 1)) else "")
+                          for k in unknown)
+        raise ValueError(f"{path}: not settings of the {Path(bundle).name} bundle ({', '.join(targets)}): {hints}")
+    return settings
+
+
+def recipe_commands(bundle: str, dataset: str, datalist: str | os.PathLike, data_root: str | os.PathLike) -> list[str]:
+    """The training commands of ``bundle`` with its recipe for ``dataset`` (as ``scripts/prepare_data.py`` prints
+    them): the first phase (``pretrain.json``) when the bundle has one, then ``train.json``, in one bundle root."""
+    configs = f"bundles/{bundle}/configs"
+    phases = [["pretrain.json"], []] if (bundle_dir(bundle, "train.json") / "configs" / "pretrain.json").is_file() else [[]]
+    return [f"python -m monai.bundle run training --config_file \"['{configs}/train.json',"
+            + "".join(f"'{configs}/{p}'," for p in phase) + f"'{configs}/recipes/{dataset}.json']\" "
+            f"--bundle_root runs/{dataset}/{bundle} --datalist {datalist} --data_root {data_root}" for phase in phases]

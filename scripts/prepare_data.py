@@ -19,6 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from custom_nets.bundle import BUNDLES, recipe_commands, recipe_files
 from custom_nets.data.converters import ConversionError, convert_csv_layout, convert_lvit, convert_polyps, write_datalist
 from custom_nets.transforms.mask import MASK_RULES
 
@@ -67,6 +68,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"error: {e}\nnothing was written.")
     print("\n".join(summary.lines()))
     print(f"wrote {out} (mask rule '{datalist['mask_rule']}' recorded in it)\ntrain with: --datalist {out} --data_root {root}")
+    with_recipe = [b.name for b in sorted(BUNDLES.iterdir()) if (b / 'configs' / 'train.json').is_file() and args.name in recipe_files(b.name)]
+    if with_recipe:
+        print(f"the authors' recipes for {args.name} (bundles/<bundle>/configs/recipes/{args.name}.json; sources in each model card):")
+        for bundle in with_recipe:
+            for command in recipe_commands(bundle, args.name, out, root):
+                print(f"  {command}")
     return 0
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import ROOT
 
-CONFIGS = sorted((ROOT / "bundles").glob("*/configs/*.json"))
+CONFIGS = sorted((ROOT / "bundles").glob("*/configs/**/*.json"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: f"{p.parent.parent.name}/{p.name}")

@@ -194,7 +194,7 @@ def datalist_mask_rule(datalist: str | os.PathLike, mask_rule: str | None = None
         except (OSError, ValueError, AttributeError):
             recorded = None  # load_datalist names an unreadable datalist
     if mask_rule is not None:
-        rule, source = mask_rule, "given (--mask_rule)" + (f"; the datalist says {recorded!r}" if recorded and recorded != mask_rule else "")
+        rule, source = mask_rule, "given (--mask_rule, or a recipe's mask_rule)" + (f"; the datalist says {recorded!r}" if recorded and recorded != mask_rule else "")
     elif recorded is not None:
         rule, source = recorded, f"recorded in the datalist {os.fspath(datalist)}"
     else:

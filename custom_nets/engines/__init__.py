@@ -1,5 +1,6 @@
 from .distillation import DISTILL_LOSS, DistillationTrainer
 from .metrics import EmptyAwareMetric, empty_ground_truth
+from .plan import log_training_plan
 from .prepare_batch import PrepareBatchWithPerturbedView, PrepareBatchWithSentences, PrepareBatchWithText
 
 __all__ = [
@@ -10,4 +11,5 @@ __all__ = [
     "PrepareBatchWithSentences",
     "PrepareBatchWithText",
     "empty_ground_truth",
+    "log_training_plan",
 ]
