@@ -3,6 +3,9 @@
 
     python scripts/make_demo_data.py --data-root data/demo --datalist datalists/demo.json
 
+Beside the datalist, ``<name>_phrasing.json`` (``datalists/demo_phrasing.json``) holds the test split again with its
+sentences in phrasings training never sees (``custom_nets/data/phrasing.py``).
+
 Deterministic: the same seed gives the same bytes. See ``custom_nets/data/demo.py`` for what it draws.
 """
 
@@ -13,7 +16,10 @@ import sys
 import time
 from collections import Counter
 
+from pathlib import Path
+
 from custom_nets.data.demo import write_demo_dataset
+from custom_nets.data.phrasing import write_phrasing_datalist
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,10 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     except FileExistsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    phrasing = Path(args.datalist).with_name(Path(args.datalist).stem + "_phrasing.json")
+    write_phrasing_datalist(args.datalist, phrasing, args.seed)
     for split in ("training", "validation", "test"):
         sentences = Counter(item["text"] for item in datalist[split])
         print(f"{split:>10}: {len(datalist[split]):4d} images, {len(sentences):3d} unique sentences")
-    print(f"wrote {args.data_root} and {args.datalist} in {time.time() - t0:.1f}s")
+    print(f"wrote {args.data_root}, {args.datalist} and {phrasing} (the test split in held-out phrasings) in {time.time() - t0:.1f}s")
     return 0
 
 

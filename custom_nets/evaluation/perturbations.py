@@ -28,49 +28,13 @@ import random
 import re
 from collections.abc import Sequence
 
-from custom_nets.text.constraints import ABBREVIATIONS, PLACE, levels_of, parse_constraints
+from custom_nets.text.constraints import parse_constraints
 from custom_nets.text.prompts import ZONES, as_zones, replaced_zone_sentence, swap_laterality, zone_sentence
+from custom_nets.text.rewrites import abbreviate, location_first, typos, with_normal_finding
 
 PRESERVING = ("upper_case", "typos", "abbreviations", "synonyms", "location_first", "extra_clause", "missing_finding")
 CHANGING = ("laterality", "zones", "count")
 KINDS = PRESERVING + CHANGING
-#: words a typo must leave alone: they carry the count, side and zones
-_PROTECTED = re.compile(r"^(?:left|right|upper|middle|lower|bilateral|unilateral|one|two|three|four|five|six|no|lung|lungs)$", re.I)
-_ABBREVIATION_OF = {zone: abbr for abbr, zone in ABBREVIATIONS.items() if abbr.endswith("Z")}
-_EXTRA = ("No pleural effusion.", "Heart size is normal.", "No pneumothorax.")
-
-
-def _typos(sentence: str, rng: random.Random, n: int = 3) -> str:
-    words = re.findall(r"[A-Za-z]{5,}", sentence)
-    candidates = [i for i, m in enumerate(re.finditer(r"[A-Za-z]{5,}", sentence)) if not _PROTECTED.match(words[i])]
-    if not candidates:
-        return sentence
-    chosen = {rng.choice(candidates) for _ in range(n)}
-    out, last = [], 0
-    for i, m in enumerate(re.finditer(r"[A-Za-z]{5,}", sentence)):
-        word = m.group(0)
-        if i in chosen:
-            k = rng.randrange(1, len(word) - 2)
-            word = word[:k] + word[k + 1] + word[k] + word[k + 2:] if rng.random() < 0.5 else word[:k] + word[k + 1:]
-        out.append(sentence[last:m.start()] + word)
-        last = m.end()
-    return "".join(out) + sentence[last:]
-
-
-def _places(sentence: str) -> tuple[str, str] | None:
-    """``(finding, places)``: the sentence split before its first place ("Bilateral ..., two infected areas",
-    "upper left lung and lower right lung")."""
-    m = PLACE.search(sentence)
-    if m is None:
-        return None
-    return sentence[:m.start()].rstrip(" ,;:"), sentence[m.start():].rstrip(" .")
-
-
-def _abbreviated(m: re.Match) -> str:
-    """A place as zone abbreviations: "upper left lung" -> "LUZ", "middle lower left lung" -> "LMZ and LLZ"."""
-    side = m.group(2).lower()
-    names = [_ABBREVIATION_OF[(level, side)] for level in dict.fromkeys(levels_of(m.group(1)))]
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def perturb(sentence: str, kind: str, seed: int = 0, distractor_zones: Sequence | None = None) -> str | None:
@@ -93,25 +57,20 @@ def perturb(sentence: str, kind: str, seed: int = 0, distractor_zones: Sequence 
     if kind == "upper_case":
         return sentence.upper()
     if kind == "typos":
-        out = _typos(sentence, rng)
-        return out if out != sentence else None
+        return typos(sentence, rng)
     if kind == "abbreviations":
-        out = PLACE.sub(_abbreviated, sentence)
-        return out if out != sentence and parse_constraints(out) == said else None
+        out = abbreviate(sentence)
+        return out if out is not None and parse_constraints(out) == said else None
     if kind == "synonyms":
         out = re.sub(r"\binfected areas\b", "opacities", sentence, flags=re.I)
         out = re.sub(r"\binfected area\b", "opacity", out, flags=re.I)
         out = re.sub(r"\bpulmonary infection\b", "lung infection", out, flags=re.I)
         return out if out != sentence else None
     if kind == "location_first":
-        split = _places(sentence)
-        if split is None or not split[0]:
-            return None
-        finding, places = split
-        out = f"{places[:1].upper()}{places[1:]}: {finding[:1].lower()}{finding[1:]}."
-        return out if parse_constraints(out) == said else None
+        out = location_first(sentence)
+        return out if out is not None and parse_constraints(out) == said else None
     if kind == "extra_clause":
-        return f"{sentence.rstrip()} {rng.choice(_EXTRA)}"
+        return with_normal_finding(sentence, rng)
     if kind == "missing_finding":  # only where the rest still says all the sentence said
         head, sep, rest = sentence.partition(",")
         rest = rest.strip()

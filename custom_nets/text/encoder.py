@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from custom_nets.text.prompts import clean_sentence
+from custom_nets.text.normalize import normalize_sentence
 
 logger = logging.getLogger(__name__)
 
@@ -196,6 +197,8 @@ class TextEncoder(nn.Module):
         cache_size: sentences kept in the cache (0 disables caching).
         local_files_only: never contact the hub (the default; this project runs offline).
         trust_remote_code: needed by some encoders, e.g. ``microsoft/BiomedVLP-CXR-BERT-specialized``.
+        normalize: pass every sentence through :func:`~custom_nets.text.normalize.normalize_sentence` first
+            (abbreviations expanded, capitals to sentence case): the same text at training and at every inference.
 
     The model runs in eval mode under ``torch.no_grad()`` and its parameters do not require gradients.
     ``model_calls`` counts forward passes of the underlying text model. A sentence longer than ``max_length``
@@ -218,8 +221,10 @@ class TextEncoder(nn.Module):
         cache_size: int = 4096,
         local_files_only: bool = True,
         trust_remote_code: bool = False,
+        normalize: bool = False,
     ):
         super().__init__()
+        self.normalize = normalize
         self.model_name_or_path = str(model_name_or_path)
         self.max_length = int(max_length)
         self.include_embeddings = include_embeddings
@@ -302,6 +307,8 @@ class TextEncoder(nn.Module):
             if not clean_sentence(s):
                 raise ValueError(f"sentence {i} of the batch is empty (white space, control and zero-width characters "
                                  f"only): {s!r}")
+        if self.normalize:
+            sentences = [normalize_sentence(s) for s in sentences]
         features: dict[str, torch.Tensor] = {}
         missing = []
         for s in dict.fromkeys(sentences):

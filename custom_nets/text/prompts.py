@@ -19,6 +19,8 @@ ZONES: tuple[tuple[str, str], ...] = tuple((level, side) for side in SIDES for l
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six")
 
 _LATERALITY = re.compile(r"\b(left|right)\b", flags=re.IGNORECASE)
+#: zone and lobe abbreviations (RUZ, LLZ, RUL, ...): side, level, Zone or Lobe; upper case only, as reports write them
+_ABBREVIATED_PLACE = re.compile(r"\b([RL])([UML])([ZL])\b")
 _ZONE = re.compile(r"\b(upper|middle|lower)\s+(left|right)\b", flags=re.IGNORECASE)
 
 
@@ -50,20 +52,28 @@ def _match_case(word: str, template: str) -> str:
 
 
 def swap_laterality(sentence: str) -> str:
-    """Swap the words "left" and "right" (whole words, case kept); every other word stays.
+    """Swap the words "left" and "right" (whole words, case kept) and the sides of zone and lobe abbreviations
+    (RUZ <-> LUZ, RLL <-> LLL; RML, which has no left twin, becomes LMZ, the left middle zone); nothing else changes.
 
     This is what a horizontal flip of the image does to the truth of a report sentence.
 
     Example:
         >>> swap_laterality("Unilateral pulmonary infection, one infected area, upper Left lung.")
         'Unilateral pulmonary infection, one infected area, upper Right lung.'
+        >>> swap_laterality("Opacities in RUZ and LLL; RML clear.")
+        'Opacities in LUZ and RLL; LMZ clear.'
     """
 
     def repl(m: re.Match) -> str:
         word = m.group(0)
         return _match_case("right" if word.lower() == "left" else "left", word)
 
-    return _LATERALITY.sub(repl, sentence)
+    def abbreviation(m: re.Match) -> str:
+        side, level, kind = m.groups()
+        side = "L" if side == "R" else "R"
+        return side + level + ("Z" if (side, level) == ("L", "M") else kind)
+
+    return _ABBREVIATED_PLACE.sub(abbreviation, _LATERALITY.sub(repl, sentence))
 
 
 def zone_sentence(zones: Sequence[tuple[str, str]]) -> str:
