@@ -62,6 +62,17 @@ def train_and_evaluate(bundle: str, overrides: Sequence[str | os.PathLike], root
     return read_metrics(root / "eval")
 
 
+def evaluate_on(bundle: str, overrides: Sequence[str | os.PathLike], root: Path, data_root: Path, datalist: Path,
+                name: str, extra: Sequence[str] = ()) -> dict[str, float]:
+    """Evaluate the trained ``root`` on another datalist's test split (e.g. the held-out phrasings) into
+    ``root/<name>`` (log ``<name>.log``); its metrics."""
+    configs = bundle_dir(bundle, "train.json") / "configs"
+    files = [Path(o) if Path(o).is_file() else configs / o for o in overrides]
+    run_logged(bundle_command("evaluating", [configs / "train.json", configs / "evaluate.json", *files], root, data_root,
+                              datalist, "--output_dir", str(root / name), *extra), root / f"{name}.log")
+    return read_metrics(root / name)
+
+
 def read_metrics(eval_dir: Path) -> dict[str, float]:
     """``metrics.csv`` of an evaluation as a dict."""
     with open(eval_dir / "metrics.csv") as f:

@@ -72,6 +72,21 @@ class SentenceConstraints:
         """Whether the sentence states any constraint at all."""
         return any(v is not None for v in (self.count, self.sides, self.n_sides, self.zones))
 
+    def kept_by(self, other: SentenceConstraints) -> bool:
+        """Whether ``other`` (a rewrite's constraints) says nothing else than these: the same zones where these name
+        zones, and every count or side it states equal to these (it may leave out what the zones imply, as "Opacities:
+        LUZ, RLZ." leaves out "two" and "bilateral").
+
+        Example:
+            >>> a = parse_constraints("Bilateral pulmonary infection, two infected areas, upper left lung and lower right lung.")
+            >>> a.kept_by(parse_constraints("Opacities: LUZ, RLZ.")), a.kept_by(parse_constraints("Opacity: LUZ."))
+            (True, False)
+        """
+        if self.zones is not None and other.zones != self.zones:
+            return False
+        return all(theirs is None or theirs == ours for ours, theirs in
+                   ((self.count, other.count), (self.sides, other.sides), (self.n_sides, other.n_sides), (self.zones, other.zones)))
+
     def describe(self) -> str:
         parts = []
         if self.count is not None:

@@ -81,7 +81,9 @@ _NOUNS = (("infected area", "infected areas"), ("opacity", "opacities"), ("lesio
 
 def _place(zone: tuple[str, str], rng: random.Random) -> str:
     level, side = zone
-    return rng.choice((f"{level} {side} lung", f"{side} {level} zone", f"{level} zone of the {side} lung"))
+    mid = "mid" if level == "middle" and rng.random() < 0.5 else level  # "mid zone", as reports often say
+    return rng.choice((f"{level} {side} lung", f"{side} {mid} zone", f"{mid} zone of the {side} lung", f"{side} {level} lobe"
+                       if (level, side) != ("middle", "left") else f"{side} {mid} zone"))
 
 
 def _join(items: list[str]) -> str:
@@ -89,10 +91,10 @@ def _join(items: list[str]) -> str:
 
 
 def paraphrase(sentence: str, rng: random.Random) -> str | None:
-    """The sentence said another way, from a small grammar that keeps its count, sides and zones: another head
-    ("lung infection", "pneumonia"), noun ("opacities", "lesions"), place wording ("left upper zone", "upper zone of
-    the left lung") and sentence shape. None for a sentence that names no zone or whose lesion count is not one per
-    zone (the grammar states both)."""
+    """The sentence said another way, from a small grammar that keeps its zones and states no other count or side:
+    another head ("lung infection", "pneumonia"), noun ("opacities", "lesions"), place wording ("left upper zone",
+    "mid zone of the right lung", "right lower lobe") and sentence shape, terse ones ("Opacities: ...") leaving out
+    what the zones imply. None for a sentence that names no zone or whose lesion count is not one per zone."""
     said = parse_constraints(sentence)
     if not said.zones or said.count != len(said.zones):
         return None
@@ -104,11 +106,17 @@ def paraphrase(sentence: str, rng: random.Random) -> str | None:
     number = NUMBER_WORDS[count] if count < len(NUMBER_WORDS) else str(count)
     places = _join([_place(z, rng) for z in zones])
     head = rng.choice(_HEADS)
-    shape = rng.randrange(3)
+    shape = rng.randrange(6)
     if shape == 0:
         out = f"{laterality} {head}, {number} {noun}, {places}."
     elif shape == 1:
         out = f"{number.capitalize()} {noun} in the {places}; {laterality.lower()} {head}."
-    else:
+    elif shape == 2:
         out = f"{laterality} {head} with {number} {noun}: {places}."
-    return out if parse_constraints(out) == said else None
+    elif shape == 3:  # terse, as in a worklist note: what the zones imply (count, sides) is left out
+        out = f"{noun.capitalize()}: {places}."
+    elif shape == 4:
+        out = f"{noun.capitalize()} in the {places}."
+    else:
+        out = f"{places[:1].upper()}{places[1:]}: {noun}."
+    return out if said.kept_by(parse_constraints(out)) else None

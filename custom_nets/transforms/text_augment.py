@@ -2,8 +2,9 @@
 
 Each transform rewrites the sentence under ``keys`` with probability ``prob`` (MONAI's ``RandomizableTransform``:
 seeded by ``set_determinism`` / ``set_random_state``, so the same seed gives the same sentence). A rewrite is kept
-only when the parsed count, sides and zones of the result equal those of the input
-(:func:`custom_nets.text.constraints.parse_constraints`); otherwise the sentence stays as it was. Put them before
+only when it says nothing else than the input: the same zones, and any count or side it states equal to the input's
+(:meth:`custom_nets.text.constraints.SentenceConstraints.kept_by`; it may leave out what the zones imply, as reports
+do); otherwise the sentence stays as it was. Put them before
 :class:`~custom_nets.transforms.RandFlipWithTextd` in the ``text_augmentation`` list of a bundle's config: the flip
 then swaps the sides of whatever style came out, abbreviations included (RUZ <-> LUZ).
 
@@ -48,7 +49,7 @@ class RandTextRewrited(RandomizableTransform, MapTransform):
             if not self._do_transform or not isinstance(d[key], str):
                 continue
             out = self.rewrite(d[key], random.Random(int(self.R.randint(2**31))))
-            if out and out != d[key] and parse_constraints(out) == parse_constraints(d[key]):
+            if out and out != d[key] and parse_constraints(d[key]).kept_by(parse_constraints(out)):
                 d[key] = out
         return d
 
