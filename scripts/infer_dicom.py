@@ -109,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         if missing and not args.allow_missing_text:
             how = f"no row of {args.sentences} matches them" if args.sentences else "neither --sentences nor --text was given"
             raise ValueError(f"{len(missing)} series have no sentence ({how}): "
-                             f"{_listed([f'{j.id} ({j.files[0]})' for j in missing])}; add their sentences, or pass "
+                             f"{_listed([f'{j.id} ({j.files[0] if j.files else j.study_uid})' for j in missing])}; add their "
+                             "sentences, or pass "
                              "--allow-missing-text to segment them without text")
     except (FileNotFoundError, ValueError, PacsError) as e:
         sys.exit(f"error: {e}")

@@ -297,6 +297,9 @@ def test_errors_before_any_work(tmp_path, orthanc, tiny_bundle, monkeypatch):  #
     assert code == 1 and "--dicomweb needs --study UID or --query" in said
     code, said = cli(tiny_bundle, orthanc.url, tmp_path / "out", "--study", "1.2.3.4", "--text", SENTENCE)
     assert code == 1 and f"--study 1.2.3.4: no series on {orthanc.url}" in said
+    ct = upload_study(orthanc, tmp_path, n=2, report=None)  # no report, no CSV, no --text: no sentence
+    code, said = cli(tiny_bundle, orthanc.url, tmp_path / "out", "--query", "Modality=CT")
+    assert code == 1 and "1 series have no sentence" in said and str(ct[0].StudyInstanceUID) in said, said
     monkeypatch.delenv("DICOMWEB_PASSWORD")
     code, said = cli(tiny_bundle, orthanc.url, tmp_path / "out", "--query", "Modality=CT", "--text", SENTENCE)
     assert code == 1 and "DICOMWEB_PASSWORD is not set, DICOMWEB_USER is" in said
