@@ -257,6 +257,14 @@ def changed_jobs(jobs: list[Job], segmenter, output_dir: str | os.PathLike, sent
     return changed
 
 
+def refuse_changed(changed: dict[str, list[str]], output_dir: Path, overwrite: bool) -> None:
+    """FileExistsError naming the jobs done with other inputs (:func:`changed_jobs`), unless ``overwrite``."""
+    if changed and not overwrite:
+        shown = "; ".join(f"{k} ({', '.join(v)} changed)" for k, v in list(changed.items())[:10])
+        raise FileExistsError(f"{len(changed)} series in {output_dir} were segmented with other inputs: {shown}"
+                              f"{' ...' if len(changed) > 10 else ''}; pass --overwrite to redo them, or choose another --output")
+
+
 def run_job(job: Job, segmenter, sentence: str, output_dir: Path, write_seg: bool = True) -> list[str]:
     """Segment one job and write its outputs; the paths written, relative to ``output_dir``."""
     if job.kind == "invalid":
@@ -296,11 +304,7 @@ def run_batch(jobs: list[Job], segmenter, output_dir: str | os.PathLike, sentenc
     output_dir = Path(output_dir)
     reports = reports_of(jobs)
     jobs = [j for j in jobs if j.kind != "report"]
-    changed = changed_jobs(jobs, segmenter, output_dir, sentences, default_sentence, reports)
-    if changed and not overwrite:
-        shown = "; ".join(f"{k} ({', '.join(v)} changed)" for k, v in list(changed.items())[:10])
-        raise FileExistsError(f"{len(changed)} series in {output_dir} were segmented with other inputs: {shown}"
-                              f"{' ...' if len(changed) > 10 else ''}; pass --overwrite to redo them, or choose another --output")
+    refuse_changed(changed_jobs(jobs, segmenter, output_dir, sentences, default_sentence, reports), output_dir, overwrite)
     output_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = output_dir / "manifest.json"
     manifest = load_manifest(manifest_path)

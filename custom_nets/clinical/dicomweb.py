@@ -32,6 +32,7 @@ from custom_nets.clinical.batch import (
     is_done,
     job_made_with,
     load_manifest,
+    refuse_changed,
     run_job,
     save_manifest,
     sentence_and_source,
@@ -324,11 +325,8 @@ def run_remote_batch(pacs: Pacs, found: RemoteFound, segmenter, output_dir: str 
     """
     output_dir = Path(output_dir)
     sentences = sentences or {}
-    changed = changed_jobs(found.jobs, segmenter, output_dir, sentences, default_sentence, found.reports)
-    if changed and not overwrite:
-        shown = "; ".join(f"{k} ({', '.join(v)} changed)" for k, v in list(changed.items())[:10])
-        raise FileExistsError(f"{len(changed)} series in {output_dir} were segmented with other inputs: {shown}; "
-                              "pass --overwrite to redo them, or choose another --output")
+    refuse_changed(changed_jobs(found.jobs, segmenter, output_dir, sentences, default_sentence, found.reports), output_dir,
+                   overwrite)
     output_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = output_dir / "manifest.json"
     manifest = load_manifest(manifest_path)

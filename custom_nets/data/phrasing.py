@@ -23,10 +23,10 @@ from pathlib import Path
 
 from custom_nets.text.constraints import parse_constraints
 from custom_nets.text.prompts import ZONES, as_zones
+from custom_nets.text.rewrites import ABBREVIATION_OF
 from custom_nets.utils.files import write_atomically
 
 HELD_OUT_STYLES = ("telegraphic", "narrative")
-_ABBREVIATION = {(level, side): f"{side[0].upper()}{level[0].upper()}Z" for level, side in ZONES}
 _FINDINGS = ("patchy airspace opacification", "ill-defined consolidation", "ground-glass shadowing")
 _ENDINGS = (", in keeping with infection.", ", consistent with pneumonia.", ".")
 _MID = {"upper": "upper", "middle": "mid", "lower": "lower"}
@@ -46,7 +46,7 @@ def phrase(zones: Sequence[tuple[str, str]], style: str, rng: random.Random) -> 
     zones = sorted(zones, key=ZONES.index)
     if style == "telegraphic":
         noun = "Opacity" if len(zones) == 1 else "Opacities"
-        return f"{noun}: {', '.join(_ABBREVIATION[z] for z in zones)}."
+        return f"{noun}: {', '.join(ABBREVIATION_OF[z] for z in zones)}."
     if style == "narrative":
         places = _join([f"the {side} {_MID[level]} zone" for level, side in zones])
         return f"Chest radiograph shows {rng.choice(_FINDINGS)} in {places}{rng.choice(_ENDINGS)}"

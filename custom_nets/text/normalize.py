@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import re
 
+from custom_nets.text.constraints import ABBREVIATIONS
 from custom_nets.text.prompts import clean_sentence
 
-_LEVEL = {"U": "upper", "M": "middle", "L": "lower"}
-_SIDE = {"R": "right", "L": "left"}
 #: abbreviation -> words: zones as the training sentences name them ("upper left lung"), lobes as lobes
-EXPANSIONS: dict[str, str] = {
-    **{f"{s}{lv}Z": f"{_LEVEL[lv]} {_SIDE[s]} lung" for s in _SIDE for lv in _LEVEL},
-    **{f"{s}{lv}L": f"{_SIDE[s]} {_LEVEL[lv]} lobe" for s in _SIDE for lv in _LEVEL if (s, lv) != ("L", "M")},
-}
+#: (from the parser's table, :data:`custom_nets.text.constraints.ABBREVIATIONS`)
+EXPANSIONS: dict[str, str] = {abbr: f"{level} {side} lung" if abbr.endswith("Z") else f"{side} {level} lobe"
+                              for abbr, (level, side) in ABBREVIATIONS.items()}
 _ABBREVIATION = re.compile(r"\b(" + "|".join(EXPANSIONS) + r")\b")
 
 
