@@ -26,7 +26,9 @@ from custom_nets.evaluation.multiseed import compare, load_summary, run_seeds
 from custom_nets.evaluation.runs import BundleRunError
 
 ROOT = Path(__file__).resolve().parent.parent
-SHOWN = ("dice_mean", "dice_pooled", "iou_mean", "hd95", "assd", "consistency", "consistency_gt")
+DEMO_DATALIST = ROOT / "datalists" / "demo.json"
+PHRASING = ROOT / "datalists" / "demo_phrasing.json"  # the demo's test split in held-out phrasings
+SHOWN = ("dice_mean", "dice_phrasing", "dice_pooled", "iou_mean", "hd95", "assd", "consistency", "consistency_gt")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,13 +40,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--datalist", default=str(ROOT / "datalists" / "demo.json"))
     p.add_argument("--data-root", default=str(ROOT / "data" / "demo"))
     p.add_argument("--out", default=str(ROOT / "runs" / "multiseed"))
+    p.add_argument("--phrasing", default=None,
+                   help="a datalist of the same test images in other phrasings, evaluated too (dice_phrasing); default: "
+                        f"{PHRASING.relative_to(ROOT)} with the demo datalist, none otherwise; 'none' to skip")
     p.add_argument("--rerun", action="store_true", help="train runs again even where their evaluation exists")
     p.add_argument("--compare", nargs="*", default=[], help="bundles (with summaries in --out) to compare with")
     args = p.parse_args(argv)
     out = Path(args.out)
+    if args.phrasing is None:
+        args.phrasing = str(PHRASING) if Path(args.datalist).resolve() == DEMO_DATALIST and PHRASING.is_file() else "none"
+    phrasing = None if args.phrasing.lower() == "none" else Path(args.phrasing)
+    if phrasing is not None and not phrasing.is_file():
+        sys.exit(f"error: --phrasing {phrasing}: no such datalist")
     try:
         summary = run_seeds(args.bundle, args.config, out, Path(args.data_root), Path(args.datalist), args.seeds,
-                            args.budgets, args.rerun, progress=lambda m: print(m, flush=True))
+                            args.budgets, args.rerun, progress=lambda m: print(m, flush=True), phrasing=phrasing)
     except (BundleRunError, ValueError, FileNotFoundError) as e:
         sys.exit(f"error: {e}")
     print(f"\n{args.bundle}: test metrics over the seeds evaluated under {out / args.bundle} (mean +/- std)")

@@ -292,6 +292,8 @@ def multiseed_section(report: Report, args: argparse.Namespace, work: Path) -> N
     if not summaries:
         return
     shown = ["dice_mean", "dice_pooled", "iou_mean", "hd95", "assd", "consistency"]
+    if any("dice_phrasing" in e["mean_std"] for s in summaries.values() for e in s["budgets"].values()):
+        shown.insert(1, "dice_phrasing")  # the same images, sentences in held-out phrasings (scripts/multiseed.py)
     rows = []
     for name, s in summaries.items():
         entry = s["budgets"].get("1")

@@ -1,13 +1,16 @@
 """The text-mask consistency metric: the sentence parser, the checks, their calibration on demo ground truth
 (the issue asks >= 95 % agreement on the demo test split), and that it fails masks that disobey the sentence."""
 
+import json
 import math
+import re
 
 import numpy as np
 import pytest
 import torch
 from monai.transforms import LoadImage, Resize
 
+from conftest import ROOT
 from custom_nets.data.demo import write_demo_dataset
 from custom_nets.metrics import TextMaskConsistencyMetric, lung_fields, mask_findings
 from custom_nets.text.constraints import parse_constraints
@@ -214,3 +217,24 @@ def test_two_dark_fields_one_above_the_other_are_not_two_lungs():
     image[10:30, 30:34] = 30.0  # (the first lung made whole)
     fields = lung_fields(image, image.shape)
     assert fields.source == "lungs" and 30 <= fields.midline <= 34
+
+
+def test_zones_rewrite_keeps_a_held_out_phrasing_in_its_own_words():
+    """On the held-out phrasings (datalists/demo_phrasing.json) the zones counterfactual moves the places the
+    sentence names, in its own wording and style, to zones it does not name (look-alike distractors first);
+    a template sentence keeps the template's counterfactual."""
+    from custom_nets.evaluation.perturbations import perturb, relocated
+
+    items = json.loads((ROOT / "datalists" / "demo_phrasing.json").read_text())["test"]
+    for item in items:
+        c = parse_constraints(item["text"])
+        out = perturb(item["text"], "zones", 0, item["distractor_zones"])
+        new = parse_constraints(out)
+        assert not new.zones & c.zones and len(new.zones) == len(c.zones) and new.count == c.count, (item["text"], out)
+        # the same words but the places: the telegraphic stays telegraphic, the narrative narrative
+        assert re.sub(r"\b([RL][UML][ZL]|left|right|upper|middle|mid|lower)\b", "_", out) == \
+            re.sub(r"\b([RL][UML][ZL]|left|right|upper|middle|mid|lower)\b", "_", item["text"]), (item["text"], out)
+    assert relocated("Opacity: LMZ.", ["upper right"]) == "Opacity: RUZ."
+    assert relocated("Heart size normal.") is None
+    template = "Unilateral pulmonary infection, one infected area, upper left lung."
+    assert perturb(template, "zones", 0, ["lower right"]) == "Unilateral pulmonary infection, one infected area, lower right lung."

@@ -5,6 +5,7 @@ without sentences), and that it never leaves half a report or replaces one unask
 import csv
 import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -82,6 +83,31 @@ def test_multiseed_summary_and_paired_test(multiseed):
     assert budget_arguments("himix", ["demo.json"], 0.25) == ["--train_fraction", "0.25"]
     assert budget_arguments("lcpdn", ["demo.json"], 0.5) == ["--train_items", "15"]
     assert budget_arguments("lcpdn", ["demo.json"], 1.0) == []
+
+
+def test_multiseed_held_out_phrasing(multiseed, tiny_demo, monkeypatch):
+    """run_seeds(phrasing=...) evaluates each kept run lacking eval_phrasing/ once; the summary carries its Dice."""
+    import custom_nets.evaluation.multiseed as ms
+
+    data_root, datalist = tiny_demo
+    calls = []
+
+    def fake_evaluate_on(bundle, configs, root, data_root_, phrasing, name):
+        calls.append((bundle, Path(root).name, Path(phrasing).name, name))
+        (Path(root) / name).mkdir()
+        with open(Path(root) / name / "metrics.csv", "w") as f:
+            csv.writer(f).writerows([["dice_mean", 0.42], ["consistency", 0.25]])
+
+    monkeypatch.setattr(ms, "evaluate_on", fake_evaluate_on)
+    phrasing = Path(datalist).with_name("phrasing.json")
+    for _ in range(2):  # the second call finds eval_phrasing/ and evaluates nothing
+        summary = run_seeds("unet", ["demo.json"], multiseed, data_root, datalist, seeds=[0, 1], budgets=[1.0],
+                            progress=lambda m: None, phrasing=phrasing)
+    assert calls == [("unet", "seed_0", "phrasing.json", "eval_phrasing"), ("unet", "seed_1", "phrasing.json", "eval_phrasing")]
+    run = summary["budgets"]["1"]["runs"][0]["metrics"]
+    assert run["dice_phrasing"] == pytest.approx(0.42) and run["consistency_phrasing"] == pytest.approx(0.25)
+    assert summary["budgets"]["1"]["mean_std"]["dice_phrasing"][2] == 2
+    assert "dice_phrasing" not in summary["budgets"]["0.5"]["mean_std"]  # runs not evaluated on it say nothing
 
 
 def test_report_of_trained_bundles(runs, multiseed, tiny_demo, tiny_overrides, tmp_path, capsys, monkeypatch):

@@ -6,6 +6,9 @@ The summary is ``<out>/<bundle>/summary.json`` (what ``scripts/report.py`` reads
     {"bundle": "himix", "configs": ["demo.json"], "skipped": [runs made with other configs],
      "budgets": {"1.0": {"runs": [{"seed": 0, "root": ..., "metrics": {...}, "dice_per_case": {case: dice}}],
                          "mean_std": {"dice_mean": [mean, std, n], ...}}}}
+
+A run evaluated on a second datalist as well (``phrasing``: the same test images with their sentences in held-out
+phrasings, ``eval_phrasing/``) adds ``dice_phrasing`` and ``consistency_phrasing`` to its metrics.
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from custom_nets.bundle import load_config
-from custom_nets.evaluation.runs import read_metrics, read_per_case, train_and_evaluate
+from custom_nets.evaluation.runs import evaluate_on, read_metrics, read_per_case, train_and_evaluate
 from custom_nets.evaluation.stats import mean_std, paired_comparison
 from custom_nets.utils.files import write_atomically
 
 SUMMARY = "summary.json"
+PHRASING_EVAL = "eval_phrasing"  # a run's evaluation on the held-out phrasings (``phrasing=`` of run_seeds)
 
 
 def run_directory(out: Path, bundle: str, budget: float, seed: int) -> Path:
@@ -61,10 +65,13 @@ def budget_arguments(bundle: str, configs: Sequence[str], budget: float) -> list
 
 
 def run_seeds(bundle: str, configs: Sequence[str], out: Path, data_root: Path, datalist: Path, seeds: Sequence[int],
-              budgets: Sequence[float] = (1.0,), rerun: bool = False, progress: Callable[[str], None] = print) -> dict:
+              budgets: Sequence[float] = (1.0,), rerun: bool = False, progress: Callable[[str], None] = print,
+              phrasing: Path | None = None) -> dict:
     """Train and evaluate ``bundle`` once per (budget, seed) into ``run_directory(...)``; a run evaluated before
     with the same configs and datalist is kept (resume) unless ``rerun``, one made with others is an error.
-    Writes and returns the summary of the bundle's runs under ``out`` (:func:`summarise`)."""
+    ``phrasing``: a datalist whose test split each run is evaluated on as well, into ``eval_phrasing/`` (a kept run
+    lacking it is evaluated now). Writes and returns the summary of the bundle's runs under ``out``
+    (:func:`summarise`)."""
     for budget in budgets:
         if not 0 < budget <= 1:
             raise ValueError(f"a training budget is a share of the training split in (0, 1], got {budget}")
@@ -82,6 +89,9 @@ def run_seeds(bundle: str, configs: Sequence[str], out: Path, data_root: Path, d
                 record_run(root, bundle, configs, datalist, budget, seed, extra)
             else:
                 progress(f"[{bundle}] budget {budget:g}, seed {seed}: kept {root / 'eval'} (--rerun to train again)")
+            if phrasing is not None and (rerun or not done or not (root / PHRASING_EVAL / "metrics.csv").is_file()):
+                progress(f"[{bundle}] budget {budget:g}, seed {seed}: evaluating on {Path(phrasing).name}")
+                evaluate_on(bundle, configs, root, data_root, Path(phrasing), PHRASING_EVAL)
     return summarise(bundle, configs, out, datalist)
 
 
@@ -98,7 +108,7 @@ def summarise(bundle: str, configs: Sequence[str], out: Path, datalist: Path) ->
             continue
         found.setdefault(float(root.parent.name.removeprefix("budget_")), []).append((int(root.name.removeprefix("seed_")), root))
     for budget in sorted(found):
-        runs = [{"seed": seed, "root": str(root), "metrics": read_metrics(root / "eval"),
+        runs = [{"seed": seed, "root": str(root), "metrics": run_metrics(root),
                  "dice_per_case": read_per_case(root / "eval", "dice_mean")} for seed, root in sorted(found[budget])]
         names = sorted({k for r in runs for k in r["metrics"]})
         summary["budgets"][f"{budget:g}"] = {
@@ -106,6 +116,18 @@ def summarise(bundle: str, configs: Sequence[str], out: Path, datalist: Path) ->
     path = out / bundle / SUMMARY
     write_atomically(path, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1) + "\n"))
     return summary
+
+
+def run_metrics(root: Path) -> dict[str, float]:
+    """A run's test metrics, with ``dice_phrasing``/``consistency_phrasing`` where it was evaluated on the
+    held-out phrasings too."""
+    metrics = read_metrics(root / "eval")
+    if (root / PHRASING_EVAL / "metrics.csv").is_file():
+        held_out = read_metrics(root / PHRASING_EVAL)
+        for name in ("dice_mean", "consistency"):
+            if name in held_out:
+                metrics[name.replace("_mean", "") + "_phrasing"] = held_out[name]
+    return metrics
 
 
 def load_summary(path: str | os.PathLike) -> dict:

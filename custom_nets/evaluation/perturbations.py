@@ -16,7 +16,9 @@ Meaning kept (:data:`PRESERVING`):
                     upper left lung and ..."; not "Bilateral ..., two infected areas.", whose laterality would go).
 Meaning changed (:data:`CHANGING`):
     laterality      left and right swapped (only where that changes the zones named);
-    zones           the named zones replaced by as many others (look-alike distractors first);
+    zones           the named zones replaced by as many others (look-alike distractors first): a template sentence
+                    is rewritten as the template; any other phrasing keeps its own words, its level and side
+                    words moved (:func:`relocated`: "Opacity: LMZ." -> "Opacity: RUZ.");
     count           one zone added (from one) or dropped (from two or more), rewritten in the template with
                     its count word and extent: the count changes, and with it one zone (so this row does not
                     isolate counting).
@@ -24,12 +26,13 @@ Meaning changed (:data:`CHANGING`):
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 from collections.abc import Sequence
 
 from custom_nets.text.constraints import parse_constraints
-from custom_nets.text.prompts import ZONES, as_zones, replaced_zone_sentence, swap_laterality, zone_sentence
+from custom_nets.text.prompts import LEVELS, ZONES, as_zones, move_zones, replaced_zone_sentence, swap_laterality, zone_sentence
 from custom_nets.text.rewrites import abbreviate, location_first, typos, with_normal_finding
 
 PRESERVING = ("upper_case", "typos", "abbreviations", "synonyms", "location_first", "extra_clause", "missing_finding")
@@ -86,6 +89,9 @@ def perturb(sentence: str, kind: str, seed: int = 0, distractor_zones: Sequence 
         out = replaced_zone_sentence(sentence, distractor_zones, seed=seed)  # the template's own counterfactual
         if out is not None and not (parse_constraints(out).zones or set()) & said.zones:
             return out
+        out = relocated(sentence, distractor_zones, seed=seed)  # another phrasing, in its own words
+        if out is not None:
+            return out
         others = as_zones(distractor_zones)
         free = list(dict.fromkeys(z for z in others + rng.sample(ZONES, len(ZONES)) if z not in said.zones))
         return zone_sentence(sorted(free[:len(zones)], key=ZONES.index)) if len(free) >= len(zones) else None
@@ -96,3 +102,35 @@ def perturb(sentence: str, kind: str, seed: int = 0, distractor_zones: Sequence 
     else:
         new = zones[:-1]
     return zone_sentence(sorted(set(new), key=ZONES.index))
+
+
+def relocated(sentence: str, distractor_zones: Sequence | None = None, seed: int = 0) -> str | None:
+    """``sentence`` in its own words with every zone it names moved to a zone it does not name: its level words
+    permuted and its sides swapped or not (:func:`~custom_nets.text.prompts.move_zones`), the one mapping of the
+    eleven whose zones are disjoint from the named ones, cover most of ``distractor_zones`` and parse back as
+    exactly the moved zones with the same count and number of sides (ties broken by ``seed``); None when no
+    mapping qualifies or the sentence names no zone.
+
+    Example:
+        >>> relocated("Chest radiograph shows consolidation in the left mid zone.", ["upper right"])
+        'Chest radiograph shows consolidation in the right upper zone.'
+    """
+    said = parse_constraints(sentence)
+    if not said.zones:
+        return None
+    prefer = set(as_zones(distractor_zones))
+    candidates = []
+    for order in itertools.permutations(LEVELS):
+        levels = dict(zip(LEVELS, order))
+        for swap in (False, True):
+            moved = {(levels[level], ("right" if side == "left" else "left") if swap else side) for level, side in said.zones}
+            if moved & said.zones:
+                continue
+            out = move_zones(sentence, levels, swap)
+            got = parse_constraints(out)
+            if got.zones == moved and got.count == said.count and got.n_sides == said.n_sides:
+                candidates.append((-len(moved & prefer), out))
+    if not candidates:
+        return None
+    best = min(score for score, _ in candidates)
+    return random.Random(f"{seed}:relocated:{sentence}").choice(sorted(out for score, out in candidates if score == best))

@@ -76,6 +76,45 @@ def swap_laterality(sentence: str) -> str:
     return _ABBREVIATED_PLACE.sub(abbreviation, _LATERALITY.sub(repl, sentence))
 
 
+_LEVEL_WORD = re.compile(r"\b(upper|middle|mid|lower)\b", flags=re.IGNORECASE)
+
+
+def move_zones(sentence: str, levels: dict[str, str], swap_sides: bool = False) -> str:
+    """The sentence with its level words mapped by ``levels`` ("upper" -> "lower"; "mid" stays "mid" where the
+    level stays middle), left and right swapped when ``swap_sides``, and zone and lobe abbreviations changed to
+    match (RUZ -> RLZ; a left middle lobe, which does not exist, becomes LMZ); wording and case otherwise kept.
+
+    Every named zone (level, side) becomes (levels[level], other side if ``swap_sides``): a counterfactual in the
+    sentence's own phrasing. The caller checks what the result parses to (a level word outside a place moves too).
+
+    Example:
+        >>> move_zones("Opacities: LUZ, RLZ.", {"upper": "middle", "lower": "upper"})
+        'Opacities: LMZ, RUZ.'
+        >>> move_zones("Consolidation in the left mid zone.", {"middle": "lower"}, swap_sides=True)
+        'Consolidation in the right lower zone.'
+    """
+    unknown = sorted(set(levels) - set(LEVELS) | set(levels.values()) - set(LEVELS))
+    if unknown:
+        raise ValueError(f"unknown level(s) {unknown}; levels are {LEVELS}")
+
+    def level(m: re.Match) -> str:
+        word = m.group(0)
+        old = "middle" if word.lower() == "mid" else word.lower()
+        new = levels.get(old, old)
+        return word if new == old else _match_case(new, word)
+
+    def abbreviation(m: re.Match) -> str:
+        side, lv, kind = m.groups()
+        side = ("L" if side == "R" else "R") if swap_sides else side
+        lv = {name[0].upper(): levels.get(name, name) for name in LEVELS}[lv][0].upper()
+        return side + lv + ("Z" if (side, lv) == ("L", "M") else kind)
+
+    out = _ABBREVIATED_PLACE.sub(abbreviation, _LEVEL_WORD.sub(level, sentence))
+    if swap_sides:
+        out = _LATERALITY.sub(lambda m: _match_case("right" if m.group(0).lower() == "left" else "left", m.group(0)), out)
+    return out
+
+
 def zone_sentence(zones: Sequence[tuple[str, str]]) -> str:
     """A QaTa-style sentence naming the given (level, side) zones, in the order given."""
     if not zones:
