@@ -79,10 +79,11 @@ def test_multiseed_summary_and_paired_test(multiseed):
     assert 0 < c["wilcoxon_p"] <= 0.125  # 4 cases, all positive: the smallest two-sided p is 2/16
     with pytest.raises(ValueError, match=r"budget .* in \(0, 1\]"):
         run_seeds("himix", [], multiseed, multiseed, multiseed, seeds=[0], budgets=[1.5])
-    # a budget is a share of the training split, or of the train_items a config fixes (LCPDN's demo: 30)
+    # a budget is a share of the training split, or of the train_items a config fixes (LCPDN's QaTa recipe: 150)
     assert budget_arguments("himix", ["demo.json"], 0.25) == ["--train_fraction", "0.25"]
-    assert budget_arguments("lcpdn", ["demo.json"], 0.5) == ["--train_items", "15"]
-    assert budget_arguments("lcpdn", ["demo.json"], 1.0) == []
+    assert budget_arguments("lcpdn", ["demo.json"], 0.5) == ["--train_fraction", "0.5"]
+    assert budget_arguments("lcpdn", ["recipes/qata_cov19.json"], 0.5) == ["--train_items", "75"]
+    assert budget_arguments("lcpdn", ["recipes/qata_cov19.json"], 1.0) == []
 
 
 def test_multiseed_held_out_phrasing(multiseed, tiny_demo, monkeypatch):

@@ -55,7 +55,7 @@ def _matches(root: Path, configs: Sequence[str], datalist: Path) -> bool:
 
 def budget_arguments(bundle: str, configs: Sequence[str], budget: float) -> list[str]:
     """The training-budget options of a run: ``--train_fraction B``, or, where the configs already fix
-    ``train_items`` N (LCPDN's label-efficient demo), ``--train_items round(B * N)``; none at the full budget."""
+    ``train_items`` N (LCPDN's recipes: 150 QaTa-COV19 images), ``--train_items round(B * N)``; none at the full budget."""
     if budget >= 1:
         return []
     items = load_config(bundle, *configs).get("train_items")
