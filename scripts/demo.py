@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     report = Path(args.out) / "report"
     r = subprocess.run([sys.executable, str(ROOT / "scripts" / "report.py"), "--bundles", *args.bundles, "--runs", args.out,
                         "--config", "demo.json", "--datalist", str(DATALIST), "--data-root", str(DATA_ROOT),
-                        "--out", str(report), "--overwrite"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                        "--phrasing", str(PHRASING), "--out", str(report), "--overwrite"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if r.returncode != 0:
         sys.exit(f"the report failed:\n{r.stdout[-4000:]}")
     print("\n".join(line for line in r.stdout.splitlines() if not line.startswith(("[report]", "REPORT:"))

@@ -11,6 +11,8 @@ For each bundle (trained in ``<runs>/<bundle>/models/model.pt``) on the ``--spli
 - the same checks on the ground-truth masks (how far the consistency metric agrees with the sentences), with the
   cases where it does not;
 - Dice and consistency under every sentence rewrite (``scripts/text_sensitivity.py``'s table);
+- with ``--phrasing``: Dice on the same images with their sentences in held-out phrasings (per style) beside the
+  template Dice, and the laterality and zones counterfactuals of those sentences in their own words;
 - with ``--multiseed``: mean +/- std over seeds, the paired test of every bundle against ``--baseline`` (unet),
   and Dice against the training budget;
 - plots (matplotlib): per-case Dice box plots, Dice under each rewrite, Dice against the budget; overlays of the
@@ -150,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--datalist", default=str(ROOT / "datalists" / "demo.json"))
     p.add_argument("--data-root", default=str(ROOT / "data" / "demo"))
     p.add_argument("--split", default="test")
+    p.add_argument("--phrasing", default=None,
+                   help="a datalist of the same test images with their sentences in other phrasings (the demo's "
+                        "datalists/demo_phrasing.json): its Dice, per style, and its laterality and zones counterfactuals")
     p.add_argument("--multiseed", default=None, help="folder of scripts/multiseed.py summaries (<folder>/<bundle>/summary.json)")
     p.add_argument("--baseline", default="unet", help="the bundle every other is compared with (paired test)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sentence rewrites")
@@ -193,6 +198,7 @@ def build(args: argparse.Namespace, items: list[dict], work: Path) -> Report:
         problems.append(f"{len(unparsed)} of {len(with_text)} sentences state no count, side or zone the metric can "
                         f"check (counted as unparsed, not as passes), e.g. '{unparsed[0]['text']}'")
     results: dict[str, RobustnessResult] = {}
+    models: dict[str, TrainedBundle] = {}
     rows: dict[str, dict[str, float]] = {}
     for name in args.bundles:
         root = Path(args.runs.replace("{bundle}", name)) if "{bundle}" in args.runs else Path(args.runs) / name
@@ -204,6 +210,7 @@ def build(args: argparse.Namespace, items: list[dict], work: Path) -> Report:
             result = text_robustness(model, items, args.seed, KINDS if with_text else ())
             rows[name] = bundle_rows(result) | costs(model) | {"images_per_s": 1 / result.seconds_per_image}
             results[name] = result
+            models[name] = model
         except Exception as e:  # noqa: BLE001 - one bundle's failure is named in the report, the rest goes on
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             problems.append(f"{name}: {first}")
@@ -261,6 +268,8 @@ def build(args: argparse.Namespace, items: list[dict], work: Path) -> Report:
         plot = figures.rewrite_plot({n: {x.kind: x.dice for x in r.rows} for n, r in results.items()}, work / "rewrites.png")
         report.image(figures.relative(plot, work), "Dice under each sentence rewrite")
 
+    if args.phrasing:
+        phrasing_section(report, args, models, results)
     if args.multiseed:
         multiseed_section(report, args, work)
 
@@ -274,6 +283,44 @@ def build(args: argparse.Namespace, items: list[dict], work: Path) -> Report:
         path = figures.overlay([(label, r.clean[i], dice[i]) for label, i in picks], work / f"overlay_{name}.png", name)
         report.image(figures.relative(path, work), f"{name}: best, median and worst test case")
     return report
+
+
+PHRASING_KINDS = ("laterality", "zones")  # the counterfactuals that keep a sentence's own words
+
+
+def phrasing_section(report: Report, args: argparse.Namespace, models: dict[str, TrainedBundle],
+                     template: dict[str, RobustnessResult]) -> None:
+    """Each text-reading bundle on the held-out phrasings: Dice overall and per style against the template's, and
+    the laterality and zones counterfactuals of those sentences, in their own words."""
+    report.heading("Held-out phrasings")
+    try:
+        items = load_datalist(args.phrasing, args.data_root, args.split, keys=("image", "label", "text"))
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        report.bullets([f"cannot read the '{args.split}' split of {args.phrasing}: {e}"])
+        report.html[-1] = report.html[-1].replace("<ul>", '<ul class="problem">', 1)
+        return
+    styles = sorted({i.get("style", "all") for i in items})
+    rows = []
+    for name, model in models.items():
+        if not model.reads_text:
+            continue
+        print(f"[report] {name}: {len(items)} images in held-out phrasings ...", flush=True)
+        r = text_robustness(model, items, args.seed, PHRASING_KINDS)
+        dice = [m["dice"] for m in r.clean_metrics]
+        by_style = [nanmean([d for d, i in zip(dice, items) if i.get("style", "all") == s]) for s in styles]
+        held_out, clean = r.row("clean").dice, template[name].row("clean").dice
+        rows.append([name, fmt(clean), fmt(held_out), " / ".join(fmt(d) for d in by_style), fmt(clean - held_out)]
+                    + [fmt(r.row(k).drop) for k in PHRASING_KINDS]
+                    + [fmt(next((x.drop for x in template[name].rows if x.kind == k), math.nan)) for k in PHRASING_KINDS])
+    if not rows:
+        report.paragraph("No bundle that reads the sentence was evaluated.")
+        return
+    report.paragraph(f"The same test images with their sentences in phrasings training never saw ({Path(args.phrasing).name}; "
+                     f"styles: {', '.join(styles)}). Gap: template Dice minus held-out Dice. The counterfactuals rewrite "
+                     "each held-out sentence in its own words (sides swapped; zones moved to zones it does not name); "
+                     "the last two columns are the same drops on the template sentences.")
+    report.table(["bundle", "template Dice", "held-out Dice", f"by style ({' / '.join(styles)})", "gap",
+                  "laterality drop", "zones drop", "template: laterality drop", "template: zones drop"], rows)
 
 
 def multiseed_section(report: Report, args: argparse.Namespace, work: Path) -> None:

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT
+from custom_nets.data.phrasing import write_phrasing_datalist
 from custom_nets.evaluation.multiseed import budget_arguments, compare, load_summary, record_run, run_directory, run_seeds
 from custom_nets.evaluation.perturbations import KINDS
 
@@ -111,13 +112,17 @@ def test_multiseed_held_out_phrasing(multiseed, tiny_demo, monkeypatch):
     assert "dice_phrasing" not in summary["budgets"]["0.5"]["mean_std"]  # runs not evaluated on it say nothing
 
 
-def test_report_of_trained_bundles(runs, multiseed, tiny_demo, tiny_overrides, tmp_path, capsys, monkeypatch):
+def test_report_of_trained_bundles(runs, multiseed, tiny_demo, tiny_overrides, tmp_path, tmp_path_factory, capsys,
+                                   monkeypatch):
     data_root, datalist = tiny_demo
     report = load_script("report")
     out = tmp_path / "report"
     overrides = str(tiny_overrides["himix"]).replace("himix.json", "{bundle}.json")
+    phrasing = tmp_path_factory.mktemp("phrasing") / "phrasing.json"  # outside tmp_path, which holds the report only
+    write_phrasing_datalist(datalist, phrasing)
     args = ["--bundles", "himix", "unet", "lcpdn", "--runs", str(runs), "--config", "demo.json", overrides,
-            "--datalist", str(datalist), "--data-root", str(data_root), "--multiseed", str(multiseed), "--out", str(out)]
+            "--datalist", str(datalist), "--data-root", str(data_root), "--multiseed", str(multiseed),
+            "--phrasing", str(phrasing), "--out", str(out)]
     assert report.main(args) == 0
     printed = capsys.readouterr().out
     assert f"REPORT: {out / 'index.html'}" in printed
@@ -129,6 +134,10 @@ def test_report_of_trained_bundles(runs, multiseed, tiny_demo, tiny_overrides, t
     assert "The true masks obey their sentence in" in md and "Paired per-case Dice" in md
     for rewrite in ("abbreviations", "laterality", "count"):
         assert f"| {rewrite} |" in md
+    # the held-out phrasings: a row for the bundle that reads the text, none for the image-only one
+    held_out = md.split("## Held-out phrasings", 1)[1].split("\n## ", 1)[0]
+    assert "| bundle | template Dice | held-out Dice | by style (narrative / telegraphic) |" in held_out
+    assert [line.split(" | ")[0] for line in held_out.splitlines() if line.startswith("| ") and "---" not in line][1:] == ["| himix"]
     figures = ["dice_boxplot.png", "rewrites.png", "budgets.png", "overlay_himix.png", "overlay_unet.png"]
     for name in figures:
         assert f'src="{name}"' in page and f"]({name})" in md
