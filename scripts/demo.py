@@ -5,8 +5,8 @@ It ends by writing the report (``scripts/report.py``: results table, text-mask c
 rewrites that keep or change the meaning, plots and overlays) to ``runs/demo/report/index.html`` and printing its
 path: the rewrites are the check that a network uses the sentence.
 
-    python scripts/demo.py                 # HiMix, the default (about 6 minutes on 2 CPU cores)
-    python scripts/demo.py --all           # every bundle that ships configs/demo.json (about 40 minutes)
+    python scripts/demo.py                 # HiMix, the default (about 8 minutes on 2 CPU cores)
+    python scripts/demo.py --all           # every bundle that ships configs/demo.json (about 45 minutes)
     python scripts/demo.py --bundles c2seg unet
 
 Outputs go to ``runs/demo/<bundle>/`` (models/, logs/, eval/) and ``runs/demo/report/``; a rerun replaces them.
