@@ -300,18 +300,25 @@ def phrasing_section(report: Report, args: argparse.Namespace, models: dict[str,
         report.html[-1] = report.html[-1].replace("<ul>", '<ul class="problem">', 1)
         return
     styles = sorted({i.get("style", "all") for i in items})
-    rows = []
+    rows, problems = [], []
     for name, model in models.items():
         if not model.reads_text:
             continue
         print(f"[report] {name}: {len(items)} images in held-out phrasings ...", flush=True)
-        r = text_robustness(model, items, args.seed, PHRASING_KINDS)
+        try:
+            r = text_robustness(model, items, args.seed, PHRASING_KINDS)
+        except Exception as e:  # noqa: BLE001 - named in the report, the other bundles go on
+            problems.append(f"{name}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}")
+            continue
         dice = [m["dice"] for m in r.clean_metrics]
         by_style = [nanmean([d for d, i in zip(dice, items) if i.get("style", "all") == s]) for s in styles]
         held_out, clean = r.row("clean").dice, template[name].row("clean").dice
         rows.append([name, fmt(clean), fmt(held_out), " / ".join(fmt(d) for d in by_style), fmt(clean - held_out)]
                     + [fmt(r.row(k).drop) for k in PHRASING_KINDS]
                     + [fmt(next((x.drop for x in template[name].rows if x.kind == k), math.nan)) for k in PHRASING_KINDS])
+    if problems:
+        report.bullets(problems)
+        report.html[-1] = report.html[-1].replace("<ul>", '<ul class="problem">', 1)
     if not rows:
         report.paragraph("No bundle that reads the sentence was evaluated.")
         return

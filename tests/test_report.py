@@ -197,3 +197,25 @@ def test_report_names_sentences_that_state_nothing(runs, tiny_demo, tiny_overrid
     assert "4 images, 3 with a sentence" in md
     assert "1 of 3 sentences state no count, side or zone the metric can check" in md and "'Heart size is normal.'" in md
     assert "in 2 of 2 cases" in md and "2 sentence(s) state nothing checkable" in md  # the ground-truth section
+
+
+def test_held_out_phrasings_name_a_failing_bundle(tiny_demo, tmp_path_factory):
+    """A bundle whose pass over the held-out phrasings fails is named in that section; the report goes on."""
+    import argparse
+
+    report = load_script("report")
+    data_root, datalist = tiny_demo
+    phrasing = tmp_path_factory.mktemp("phrasing_fail") / "phrasing.json"
+    write_phrasing_datalist(datalist, phrasing)
+
+    class Broken:
+        reads_text = True
+
+        def predict(self, *args, **kwargs):
+            raise RuntimeError("out of memory on the held-out pass")
+
+    out = report.Report()
+    args = argparse.Namespace(phrasing=str(phrasing), data_root=str(data_root), split="test", seed=0)
+    report.phrasing_section(out, args, {"himix": Broken()}, {})
+    md = "\n".join(out.md)
+    assert "himix: out of memory on the held-out pass" in md and "No bundle that reads the sentence was evaluated." in md
