@@ -116,6 +116,11 @@ class Report:
             self.md.append("\n".join(f"- {i}" for i in items) + "\n")
             self.html.append("<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>")
 
+    def problems(self, items: list[str]) -> None:
+        """A bullet list styled as problems (red in the HTML)."""
+        self.bullets(items)
+        self.html[-1] = self.html[-1].replace("<ul>", '<ul class="problem">', 1)
+
     def table(self, header: list[str], rows: list[list[str]]) -> None:
         self.md.append("| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n"
                        + "\n".join("| " + " | ".join(r) + " |" for r in rows) + "\n")
@@ -212,7 +217,7 @@ def build(args: argparse.Namespace, items: list[dict], work: Path) -> Report:
             results[name] = result
             models[name] = model
         except Exception as e:  # noqa: BLE001 - one bundle's failure is named in the report, the rest goes on
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = first_line(e)
             problems.append(f"{name}: {first}")
             print(f"[report] {name}: skipped: {first}", flush=True)
             continue
@@ -224,8 +229,7 @@ def build(args: argparse.Namespace, items: list[dict], work: Path) -> Report:
                      f"sentence. Bundle roots under {args.runs}; configs train.json + {', '.join(args.config)}.")
     if problems:
         report.heading("Problems")
-        report.bullets(problems)
-        report.html[-1] = report.html[-1].replace("<ul>", '<ul class="problem">', 1)
+        report.problems(problems)
     if not results:
         report.paragraph("No bundle could be evaluated.")
         return report
@@ -288,6 +292,11 @@ def build(args: argparse.Namespace, items: list[dict], work: Path) -> Report:
 PHRASING_KINDS = ("laterality", "zones")  # the counterfactuals that keep a sentence's own words
 
 
+def first_line(e: BaseException) -> str:
+    """The first line of an error's message, or its type's name when it has none."""
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
 def phrasing_section(report: Report, args: argparse.Namespace, models: dict[str, TrainedBundle],
                      template: dict[str, RobustnessResult]) -> None:
     """Each text-reading bundle on the held-out phrasings: Dice overall and per style against the template's, and
@@ -296,8 +305,7 @@ def phrasing_section(report: Report, args: argparse.Namespace, models: dict[str,
     try:
         items = load_datalist(args.phrasing, args.data_root, args.split, keys=("image", "label", "text"))
     except (FileNotFoundError, ValueError, KeyError) as e:
-        report.bullets([f"cannot read the '{args.split}' split of {args.phrasing}: {e}"])
-        report.html[-1] = report.html[-1].replace("<ul>", '<ul class="problem">', 1)
+        report.problems([f"cannot read the '{args.split}' split of {args.phrasing}: {e}"])
         return
     styles = sorted({i.get("style", "all") for i in items})
     rows, problems = [], []
@@ -308,7 +316,7 @@ def phrasing_section(report: Report, args: argparse.Namespace, models: dict[str,
         try:
             r = text_robustness(model, items, args.seed, PHRASING_KINDS)
         except Exception as e:  # noqa: BLE001 - named in the report, the other bundles go on
-            problems.append(f"{name}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}")
+            problems.append(f"{name}: {first_line(e)}")
             continue
         dice = [m["dice"] for m in r.clean_metrics]
         by_style = [nanmean([d for d, i in zip(dice, items) if i.get("style", "all") == s]) for s in styles]
@@ -317,8 +325,7 @@ def phrasing_section(report: Report, args: argparse.Namespace, models: dict[str,
                     + [fmt(r.row(k).drop) for k in PHRASING_KINDS]
                     + [fmt(next((x.drop for x in template[name].rows if x.kind == k), math.nan)) for k in PHRASING_KINDS])
     if problems:
-        report.bullets(problems)
-        report.html[-1] = report.html[-1].replace("<ul>", '<ul class="problem">', 1)
+        report.problems(problems)
     if not rows:
         report.paragraph("No bundle that reads the sentence was evaluated.")
         return
@@ -341,8 +348,7 @@ def multiseed_section(report: Report, args: argparse.Namespace, work: Path) -> N
             summaries.pop(name, None)
     report.heading("Over seeds")
     if problems:
-        report.bullets(problems)
-        report.html[-1] = report.html[-1].replace("<ul>", '<ul class="problem">', 1)
+        report.problems(problems)
     if not summaries:
         return
     shown = ["dice_mean", "dice_pooled", "iou_mean", "hd95", "assd", "consistency"]
