@@ -85,3 +85,22 @@ def test_fusion_is_differentiable_and_reads_the_text():
     assert image.grad is not None and all(p.grad is not None for p in fusion.parameters())
     with torch.no_grad():
         assert not torch.allclose(out, fusion(image, torch.randn(2, 5, 4), torch.ones(2, 5)))
+
+
+def test_positional_fusion_tells_mirrored_positions_apart():
+    """An image symmetric left to right and a one-token sentence: without positions, mirrored pixels get the same fused
+    feature (nothing in Eqs. 7-10 knows where a pixel is); with ``positional=True`` they differ, while Eqs. 9-10 still
+    use the plain image feature (a zero image still gives zero, Eq. 10's product)."""
+    torch.manual_seed(0)
+    half = torch.randn(1, 4, 3, 2)
+    image = torch.cat([half, half.flip(-1)], dim=-1)  # (1, 4, 3, 4), mirror-symmetric
+    text, mask = torch.randn(1, 1, 4), torch.ones(1, 1)
+    plain, placed = TextVisionFusion(hidden_size=4), TextVisionFusion(hidden_size=4, positional=True)
+    placed.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        out_plain, out_placed = plain(image, text, mask), placed(image, text, mask)
+        assert torch.allclose(out_plain, out_plain.flip(-1), atol=1e-6)
+        assert not torch.allclose(out_placed, out_placed.flip(-1), atol=1e-3)
+        assert torch.count_nonzero(placed(torch.zeros_like(image), text, mask)) == 0
+    with pytest.raises(ValueError, match="multiple of 4"):
+        TextVisionFusion(hidden_size=6, positional=True)

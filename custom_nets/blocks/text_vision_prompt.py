@@ -30,7 +30,7 @@ import math
 import torch
 from torch import nn
 
-from .text_attention import masked_token_mean, valid_token_counts
+from .text_attention import masked_token_mean, sinusoidal_2d, valid_token_counts
 
 
 class TextVisionPrompt(nn.Module):
@@ -110,6 +110,9 @@ class TextVisionFusion(nn.Module):
 
     Args:
         hidden_size: D, the width of the image features and text tokens at this scale.
+        positional: add a fixed 2D sine position code to the image features in F_cat (Eq. 7), so that the MLP
+            (Eq. 8) and lambda (Eq. 9) know where each position is; Eq. 9's residual and Eq. 10's product keep the
+            plain F_img. Off is the paper (D must be a multiple of 4 when on).
 
     Example:
         >>> fusion = TextVisionFusion(hidden_size=8)
@@ -118,9 +121,12 @@ class TextVisionFusion(nn.Module):
         torch.Size([2, 8, 4, 4])
     """
 
-    def __init__(self, hidden_size: int) -> None:
+    def __init__(self, hidden_size: int, positional: bool = False) -> None:
         super().__init__()
+        if positional and hidden_size % 4:
+            raise ValueError(f"a 2D sine position code needs hidden_size a multiple of 4, got {hidden_size}")
         self.hidden_size = hidden_size
+        self.positional = positional
         self.mlp = nn.Sequential(nn.Linear(2 * hidden_size, hidden_size), nn.GELU(),
                                  nn.Linear(hidden_size, hidden_size))  # Eq. 8
         self.weight = nn.Linear(2 * hidden_size, 1)  # lambda (Eq. 9), one per position
@@ -132,7 +138,8 @@ class TextVisionFusion(nn.Module):
                              f"{tuple(image.shape)} and {tuple(text.shape)}")
         b, d, h, w = image.shape
         f_img = image.flatten(2).transpose(1, 2)  # (B, M, D)
-        f_cat = torch.cat([f_img, align_tokens(text, text_mask, h * w)], dim=-1)  # Eq. 7
+        f_where = f_img + sinusoidal_2d(h, w, d, image.device).to(image.dtype) if self.positional else f_img
+        f_cat = torch.cat([f_where, align_tokens(text, text_mask, h * w)], dim=-1)  # Eq. 7
         lam = torch.sigmoid(self.weight(f_cat))  # Eq. 9's lambda
         fused = lam * self.mlp(f_cat) + (1 - lam) * f_img  # Eqs. 8-9
         return (fused * f_img).transpose(1, 2).reshape(b, d, h, w)  # Eq. 10

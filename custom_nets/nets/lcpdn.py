@@ -45,6 +45,9 @@ Where we filled in (the paper gives neither code nor these; each is in the model
     - a learned null token stands in for a missing sentence (text dropout in training, an empty prompt);
     - ``fusion="cross_attention"`` (Table 2's "LTFR replaced by a standard cross-attention"): image queries attend
       to the text tokens with a residual (:class:`~custom_nets.blocks.TextCrossAttention`, no positions);
+      ``positional=True`` (not in the paper; off in ``train.json``): a fixed 2D sine position code on the image side of
+      either fusion (LTFR: in F_cat; the cross-attention: on its queries), so a pixel's fused feature knows where
+      the pixel is, as C2Seg's BCAM and HiMix's decoder know it;
       ``use_prompt=False`` (Table 2's "CPRFL removed"): no image encoder and no prompt, the UNet sees its plain
       timestep embedding and a zero context.
 """
@@ -194,6 +197,8 @@ class LCPDN(nn.Module):
         use_prompt: CPRFL on (Eqs. 1-5); False is Table 2's "CPRFL removed".
         fusion: ``"ltfr"`` (Eqs. 7-10) or ``"cross_attention"`` (Table 2's replacement).
         num_heads: heads of the cross-attention replacement.
+        positional: a fixed 2D sine position code on the image side of the fusion (not in the paper; False is the
+            paper). ``fusion_width`` must then be a multiple of 4.
         prompt_cross_attention: give Q* to the UNet's cross-attention (needs ``attention_levels`` and a UNet built
             with cross-attention, as phase I builds it when this is True).
 
@@ -231,6 +236,7 @@ class LCPDN(nn.Module):
         fusion: str = "ltfr",
         num_heads: int = 8,
         prompt_cross_attention: bool = True,
+        positional: bool = False,
     ) -> None:
         super().__init__()
         if spatial_dims != 2:
@@ -262,10 +268,10 @@ class LCPDN(nn.Module):
         self.image_projections = nn.ModuleList(nn.Conv2d(len(self.timesteps) * c, fusion_width, 1) for c in widths)
         self.text_projections = nn.ModuleList(nn.Linear(text_hidden_size, fusion_width) for _ in widths)
         if fusion == "ltfr":
-            self.fusions = nn.ModuleList(TextVisionFusion(fusion_width) for _ in widths)
+            self.fusions = nn.ModuleList(TextVisionFusion(fusion_width, positional=positional) for _ in widths)
         else:
-            self.fusions = nn.ModuleList(TextCrossAttention(fusion_width, fusion_width, num_heads, positional=False)
-                                         for _ in widths)
+            self.fusions = nn.ModuleList(TextCrossAttention(fusion_width, fusion_width, num_heads,
+                                                            positional=positional) for _ in widths)
         layers, width = [], len(widths) * fusion_width
         for hidden in classifier_channels:  # TextDiff's pixel_classifier.decodes: conv, BN, ReLU
             layers.append(Convolution(2, width, hidden, kernel_size=3, act="RELU", norm="BATCH"))
