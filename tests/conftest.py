@@ -72,6 +72,16 @@ def bundle_configs(bundle: str, *names: str, tiny: Path | None = None) -> str:
     return "[" + ",".join(f"'{f}'" for f in bundle_config_files(bundle, *names, tiny=tiny)) + "]"
 
 
+def load_script(name: str):
+    """A script of ``scripts/`` imported as a module (its ``main`` runs in this process: no new interpreter)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(Path(name).stem, ROOT / "scripts" / name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def run_in_process(run_id: str, config_files: list[str], **overrides) -> None:
     """``monai.bundle.run`` in this process: the function ``python -m monai.bundle run`` calls, for checks that need
     no process of their own (a new interpreter spends about 10 s importing MONAI). Raises what the run raises; its

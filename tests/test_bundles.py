@@ -1,7 +1,8 @@
 """The checks every bundle must pass, run over every bundle in ``tests/bundle_cases.py``, as a user runs them
-(``python -m monai.bundle`` and the scripts in subprocesses, tiny encoders, the tiny demo data set):
+(``python -m monai.bundle`` in subprocesses, tiny encoders, the tiny demo data set):
 metadata and network shapes verified offline, training (every phase), evaluation, inference, training under
-``torchrun`` with two gloo processes, and TorchScript export that reloads without this package.
+``torchrun`` with two gloo processes, and TorchScript export (``scripts/export.py``'s ``main``, in this process) that
+reloads in a bare interpreter without this package.
 
 A bundle's own behaviour (TAMISeg's phases, HiMix's text-sensitivity script, UNet's refusals) is tested in
 ``tests/test_bundle_<name>.py``.
@@ -20,10 +21,11 @@ import torch
 from PIL import Image
 
 from bundle_cases import BUNDLES
-from conftest import ROOT, bundle_config_files, bundle_configs, data_args, run_bundle, run_in_process
+from conftest import ROOT, bundle_config_files, bundle_configs, data_args, load_script, run_bundle, run_in_process
 
 pytestmark = pytest.mark.slow
 NAMES = sorted(BUNDLES)
+export_script = load_script("export.py")
 
 
 def test_every_bundle_is_listed():
@@ -139,13 +141,14 @@ def test_second_phase_refuses_to_start_without_the_first(bundle, tiny_demo, tiny
 
 
 @pytest.mark.parametrize("bundle", [n for n in NAMES if BUNDLES[n].exportable])
-def test_torchscript_export_reloads_without_this_package(bundle, trained_bundle, tiny_overrides):
+def test_torchscript_export_reloads_without_this_package(bundle, trained_bundle, tiny_overrides, capsys):
+    """``scripts/export.py`` (its ``main``, in this process: the script's command line is run in a process of its own by
+    ``tests/test_bundle_himix.py``), then the TorchScript file loaded by a bare interpreter without this package."""
     root, _ = trained_bundle(bundle)
-    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "export.py"), "--bundle", bundle, "--config", "demo.json",
-                        str(tiny_overrides[bundle]), "--bundle-root", str(root)], cwd=ROOT, text=True,
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600)
-    assert r.returncode == 0, r.stdout[-3000:]
-    assert float(re.search(r"differs from the eager network by at most (\S+)", r.stdout).group(1)) <= 1e-4
+    assert export_script.main(["--bundle", bundle, "--config", "demo.json", str(tiny_overrides[bundle]),
+                               "--bundle-root", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert float(re.search(r"differs from the eager network by at most (\S+)", out).group(1)) <= 1e-4
     text = BUNDLES[bundle].export_input
     inputs = "torch.randn(2, 1, 96, 96)" + ("" if text is None else
                                            f", torch.randn(2, {text[1]}, 7, {text[2]}), torch.ones(2, 7, dtype=torch.long)")

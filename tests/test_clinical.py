@@ -14,7 +14,7 @@ from monai.bundle import ConfigParser
 from PIL import Image
 
 from clinical_data import write_ct_series, write_nifti, write_non_image_dicom, write_radiograph
-from conftest import ROOT
+from conftest import ROOT, load_script
 from custom_nets.clinical import BundleSegmenter, ClinicalInputError, load_dicom_series, load_nifti, load_radiograph, window
 from custom_nets.clinical.batch import discover, run_batch
 
@@ -173,10 +173,10 @@ def test_loader_errors_name_the_input(tmp_path):
 
 
 def test_cli_unknown_bundle_and_summary(tmp_path, tiny_bundle):
-    cmd = [sys.executable, str(ROOT / "scripts" / "infer_dicom.py"), "--bundle", str(tmp_path / "nope"),
-           "--input", str(tmp_path), "--output", str(tmp_path / "out")]
-    r = subprocess.run(cmd, cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    assert r.returncode != 0 and f"not a bundle: {tmp_path / 'nope' / 'configs' / 'inference.json'} not found" in r.stdout
+    with pytest.raises(SystemExit) as unknown:  # in this process; the command line itself is run below
+        load_script("infer_dicom.py").main(["--bundle", str(tmp_path / "nope"), "--input", str(tmp_path),
+                                            "--output", str(tmp_path / "out")])
+    assert f"not a bundle: {tmp_path / 'nope' / 'configs' / 'inference.json'} not found" in str(unknown.value.code)
     assert not (tmp_path / "out").exists()
     root, overrides = tiny_bundle
     write_ct_series(tmp_path / "in" / "ct", n=4)

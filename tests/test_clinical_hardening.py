@@ -2,7 +2,6 @@
 strictly, results are keyed on what made them, every bad argument stops the run before anything is written."""
 
 import contextlib
-import importlib.util
 import io
 import json
 import subprocess
@@ -14,15 +13,13 @@ import pytest
 import torch
 
 from clinical_data import write_ct_series, write_nifti, write_radiograph
-from conftest import ROOT
+from conftest import ROOT, load_script
 from custom_nets.clinical import BundleSegmenter, ClinicalInputError, load_dicom_series
 from custom_nets.clinical.batch import check_sentences, discover, read_sentences, run_batch
 from test_clinical import HIMIX, SENTENCE, tiny_bundle  # noqa: F401 - the module-scoped fixture
 
 OTHER = "Unilateral pulmonary infection, one infected area, lower left lung."
-_spec = importlib.util.spec_from_file_location("infer_dicom", ROOT / "scripts" / "infer_dicom.py")
-infer_dicom = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(infer_dicom)
+infer_dicom = load_script("infer_dicom.py")
 
 
 class Result:

@@ -2,7 +2,6 @@
 GuideDecoder's config and dataset code, the Kvasir-SEG and CVC-ClinicDB release notes; docs/datasets.md quotes
 them), and every bad input the issues list."""
 
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -14,12 +13,10 @@ from monai.bundle import ConfigParser
 from monai.transforms import Compose
 from PIL import Image
 
-from conftest import ROOT
+from conftest import ROOT, load_script
 from custom_nets.data.converters import ConversionError, convert_lvit, describe_polyps, load_mask
 
-spec = importlib.util.spec_from_file_location("prepare_data", ROOT / "scripts" / "prepare_data.py")
-prepare_data = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(prepare_data)
+prepare_data = load_script("prepare_data.py")
 
 SENTENCE = "Unilateral pulmonary infection, one infected area, lower {} lung."
 

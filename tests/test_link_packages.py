@@ -1,15 +1,12 @@
 """scripts/link_packages.py: what MONAI Label's venv takes from the project's venv by hard links, not by unpacking."""
 
-import importlib.util
 import os
 
 import pytest
 
-from conftest import ROOT
+from conftest import load_script
 
-spec = importlib.util.spec_from_file_location("link_packages", ROOT / "scripts" / "link_packages.py")
-link_packages = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(link_packages)
+link_packages = load_script("link_packages.py")
 
 
 def fake_distribution(site, name, files, requires=()):

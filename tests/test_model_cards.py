@@ -9,7 +9,6 @@ by being added.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import ROOT
+from conftest import ROOT, load_script
 
 BUNDLES = sorted(p for p in (ROOT / "bundles").iterdir() if (p / "configs" / "metadata.json").is_file())
 
@@ -165,10 +164,7 @@ def test_the_checks_catch_a_bad_card():
 
 @pytest.fixture(scope="module")
 def plot():
-    spec = importlib.util.spec_from_file_location("plot_training", ROOT / "scripts" / "plot_training.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("plot_training.py")
 
 
 def write_run(log_dir: Path, epochs: int = 3, per_epoch: int = 4, start: float = 1000.0, offset: float = 0.0,
