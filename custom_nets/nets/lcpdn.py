@@ -44,10 +44,11 @@ Where we filled in (the paper gives neither code nor these; each is in the model
       before its classifier); the classifier's logits are upsampled (bilinear) to the input size;
     - a learned null token stands in for a missing sentence (text dropout in training, an empty prompt);
     - ``fusion="cross_attention"`` (Table 2's "LTFR replaced by a standard cross-attention"): image queries attend
-      to the text tokens with a residual (:class:`~custom_nets.blocks.TextCrossAttention`, no positions);
+      to the text tokens with a residual (:class:`~custom_nets.blocks.TextCrossAttention`, no positions unless
+      ``positional``);
       ``positional=True`` (not in the paper; off in ``train.json``): a fixed 2D sine position code on the image side of
       either fusion (LTFR: in F_cat; the cross-attention: on its queries), so a pixel's fused feature knows where
-      the pixel is, as C2Seg's BCAM and HiMix's decoder know it;
+      the pixel is, as HiMix's decoder (1D sine) and C2Seg's BCAM (the same 2D sine code) know it;
       ``use_prompt=False`` (Table 2's "CPRFL removed"): no image encoder and no prompt, the UNet sees its plain
       timestep embedding and a zero context.
 """
