@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="a datalist of the same test images in other phrasings, evaluated too (dice_phrasing); default: "
                         f"{PHRASING.relative_to(ROOT)} with the demo datalist, none otherwise; 'none' to skip")
     p.add_argument("--rerun", action="store_true", help="train runs again even where their evaluation exists")
+    p.add_argument("--phase1-from", default=None,
+                   help="another --out whose runs (same bundle, budget, seed, datalist) lend their phase-I checkpoints: "
+                        "for variants that change only phase II")
     p.add_argument("--compare", nargs="*", default=[], help="bundles (with summaries in --out) to compare with")
     args = p.parse_args(argv)
     out = Path(args.out)
@@ -54,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"error: --phrasing {phrasing}: no such datalist")
     try:
         summary = run_seeds(args.bundle, args.config, out, Path(args.data_root), Path(args.datalist), args.seeds,
-                            args.budgets, args.rerun, progress=lambda m: print(m, flush=True), phrasing=phrasing)
+                            args.budgets, args.rerun, progress=lambda m: print(m, flush=True), phrasing=phrasing,
+                            phase1_from=None if args.phase1_from is None else Path(args.phase1_from))
     except (BundleRunError, ValueError, FileNotFoundError) as e:
         sys.exit(f"error: {e}")
     print(f"\n{args.bundle}: test metrics over the seeds evaluated under {out / args.bundle} (mean +/- std)")

@@ -283,3 +283,10 @@ def test_bcam_one_path_alone_builds_only_that_path(path):
     assert torch.allclose(out, x + bcam.gate(kept) * kept, atol=1e-6)
     with pytest.raises(ValueError, match="paths must be one of"):
         _bcam(paths="neither")
+
+
+def test_bcam_refuses_a_width_its_position_code_cannot_fill():
+    with pytest.raises(ValueError, match="hidden_size must be a multiple of 4"):  # when built, not on the first pass
+        _bcam(hidden_size=6, num_heads=2)
+    assert _bcam(hidden_size=6, num_heads=2, positional=False)(torch.randn(1, 6, 2, 2), torch.randn(1, 3, 12),
+                                                               torch.ones(1, 3)).shape == (1, 6, 2, 2)

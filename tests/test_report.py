@@ -3,7 +3,6 @@ the report's table, figures and sections, its bad-input handling (a bundle witho
 without sentences), and that it never leaves half a report or replaces one unasked."""
 
 import csv
-import importlib.util
 import json
 from pathlib import Path
 
@@ -11,19 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT
+from conftest import ROOT, load_script
 from custom_nets.data.phrasing import write_phrasing_datalist
 from custom_nets.evaluation.multiseed import budget_arguments, compare, load_summary, record_run, run_directory, run_seeds
 from custom_nets.evaluation.perturbations import KINDS
 
 pytestmark = pytest.mark.slow
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -112,10 +104,47 @@ def test_multiseed_held_out_phrasing(multiseed, tiny_demo, monkeypatch):
     assert "dice_phrasing" not in summary["budgets"]["0.5"]["mean_std"]  # runs not evaluated on it say nothing
 
 
+def test_multiseed_phase1_from_another_run(tiny_demo, tmp_path, monkeypatch):
+    """run_seeds(phase1_from=...) copies the lending run's phase-I checkpoint instead of running phase I, and the run
+    records its lender; a lender without a record, without a checkpoint, or of another datalist is refused by name."""
+    import custom_nets.evaluation.runs as runs_module
+
+    data_root, datalist = tiny_demo
+    lender_out, out = tmp_path / "paper", tmp_path / "variant"
+    lender = run_directory(lender_out, "lcpdn", 1.0, 0)
+    (lender / "models" / "pretrain").mkdir(parents=True)
+    (lender / "models" / "pretrain" / "model.pt").write_bytes(b"phase I of seed 0")
+    record_run(lender, "lcpdn", ["demo.json"], datalist, 1.0, 0, [])
+    logs = []
+
+    def fake_run_logged(cmd, log, cwd=None):
+        logs.append(Path(log).name)
+        if Path(log).name == "evaluate.log":
+            fake_evaluation(Path(log).parent, ["images/test_0000.png"], [0.7], 0)
+
+    monkeypatch.setattr(runs_module, "run_logged", fake_run_logged)
+    variant = ["demo.json", "positional_cross_attention.json"]
+    run_seeds("lcpdn", variant, out, data_root, datalist, seeds=[0], progress=lambda m: None, phase1_from=lender_out)
+    assert logs == ["train.log", "evaluate.log"]  # no pretrain.log: phase I did not run
+    root = run_directory(out, "lcpdn", 1.0, 0)
+    assert (root / "models" / "pretrain" / "model.pt").read_bytes() == b"phase I of seed 0"
+    assert json.loads((root / "run.json").read_text())["phase1_from"] == str(lender.resolve())
+    with pytest.raises(FileNotFoundError, match=r"seed_1/run\.json: no run to take phase I from"):
+        run_seeds("lcpdn", variant, out, data_root, datalist, seeds=[1], progress=lambda m: None, phase1_from=lender_out)
+    record_run(run_directory(lender_out, "lcpdn", 1.0, 1), "lcpdn", ["demo.json"], datalist, 1.0, 1, [])
+    with pytest.raises(FileNotFoundError, match=r"seed_1/models/pretrain/model\.pt: no phase-I checkpoint to reuse"):
+        run_seeds("lcpdn", variant, out, data_root, datalist, seeds=[1], progress=lambda m: None, phase1_from=lender_out)
+    record_run(lender, "lcpdn", ["demo.json"], tmp_path / "other.json", 1.0, 0, [])
+    with pytest.raises(ValueError, match="its run differs in .*datalist"):
+        run_seeds("lcpdn", variant, out, data_root, datalist, seeds=[0], rerun=True, progress=lambda m: None,
+                  phase1_from=lender_out)
+    assert logs == ["train.log", "evaluate.log"]  # the refused calls ran nothing
+
+
 def test_report_of_trained_bundles(runs, multiseed, tiny_demo, tiny_overrides, tmp_path, tmp_path_factory, capsys,
                                    monkeypatch):
     data_root, datalist = tiny_demo
-    report = load_script("report")
+    report = load_script("report.py")
     out = tmp_path / "report"
     overrides = str(tiny_overrides["himix"]).replace("himix.json", "{bundle}.json")
     phrasing = tmp_path_factory.mktemp("phrasing") / "phrasing.json"  # outside tmp_path, which holds the report only
@@ -160,7 +189,7 @@ def test_report_without_sentences_says_so(runs, tiny_demo, tiny_overrides, tmp_p
         for item in plain[split]:
             item.pop("text")
     (tmp_path / "plain.json").write_text(json.dumps(plain))
-    report = load_script("report")
+    report = load_script("report.py")
     assert report.main(["--bundles", "unet", "--runs", str(runs), "--config", "demo.json", str(tiny_overrides["unet"]),
                         "--datalist", str(tmp_path / "plain.json"), "--data-root", str(data_root),
                         "--out", str(tmp_path / "r")]) == 0
@@ -172,7 +201,7 @@ def test_report_without_sentences_says_so(runs, tiny_demo, tiny_overrides, tmp_p
 def test_text_sensitivity_runs_the_image_only_bundle(runs, tiny_demo, tiny_overrides, capsys):
     """Every bundle, image-only included: its masks do not change with the sentence, so no rewrite moves its Dice."""
     data_root, datalist = tiny_demo
-    script = load_script("text_sensitivity")
+    script = load_script("text_sensitivity.py")
     assert script.main(["--bundle", "unet", "--config", "demo.json", str(tiny_overrides["unet"]), "--bundle-root",
                         str(runs / "unet"), "--datalist", str(datalist), "--data-root", str(data_root)]) == 0
     out = capsys.readouterr().out
@@ -189,7 +218,7 @@ def test_report_names_sentences_that_state_nothing(runs, tiny_demo, tiny_overrid
     mixed["test"][0]["text"] = "Heart size is normal."
     del mixed["test"][1]["text"]
     (tmp_path / "mixed.json").write_text(json.dumps(mixed))
-    report = load_script("report")
+    report = load_script("report.py")
     assert report.main(["--bundles", "unet", "--runs", str(runs), "--config", "demo.json", str(tiny_overrides["unet"]),
                         "--datalist", str(tmp_path / "mixed.json"), "--data-root", str(data_root),
                         "--out", str(tmp_path / "r")]) == 0
@@ -203,7 +232,7 @@ def test_held_out_phrasings_name_a_failing_bundle(tiny_demo, tmp_path_factory):
     """A bundle whose pass over the held-out phrasings fails is named in that section; the report goes on."""
     import argparse
 
-    report = load_script("report")
+    report = load_script("report.py")
     data_root, datalist = tiny_demo
     phrasing = tmp_path_factory.mktemp("phrasing_fail") / "phrasing.json"
     write_phrasing_datalist(datalist, phrasing)

@@ -46,7 +46,7 @@ import torch
 from torch import nn
 
 from .kan import KANGate, SigmoidMLPGate
-from .text_attention import sinusoidal_2d
+from .text_attention import check_sine_channels, sinusoidal_2d
 
 GATES = ("kan", "mlp", "none")  # BidirectionalCrossAttention(gate=...): K-Gate, sigmoid MLP gate (ablation), no gate
 PATHS = ("both", "vision", "language")  # BidirectionalCrossAttention(paths=...): BCAM, or one path alone (ablation)
@@ -87,6 +87,8 @@ class BidirectionalCrossAttention(nn.Module):
             raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
         if paths not in PATHS:
             raise ValueError(f"paths must be one of {PATHS}, got {paths!r}")
+        if positional:
+            check_sine_channels(hidden_size, "hidden_size")
         self.hidden_size = hidden_size
         self.num_heads = num_heads
         self.positional = positional

@@ -9,10 +9,16 @@ from monai.networks.blocks import MLPBlock
 from torch import nn
 
 
+def check_sine_channels(channels: int, name: str = "channels") -> None:
+    """Refuse a width that :func:`sinusoidal_2d` cannot fill (a multiple of 4: sine and cosine of row and column);
+    blocks call it when they are built, so that a wrong width fails there and not on the first forward pass."""
+    if channels % 4:
+        raise ValueError(f"{name} must be a multiple of 4 for a 2D sine position code, got {channels}")
+
+
 def sinusoidal_2d(height: int, width: int, channels: int, device: torch.device | None = None) -> torch.Tensor:
     """(H*W, C) fixed 2D sine-cosine position code: half the channels encode the row, half the column."""
-    if channels % 4:
-        raise ValueError(f"channels must be a multiple of 4 for a 2D sine code, got {channels}")
+    check_sine_channels(channels)
     quarter = channels // 4
     freq = torch.exp(-math.log(10000.0) * torch.arange(quarter, device=device) / quarter)
     ys = torch.arange(height, device=device, dtype=torch.float32)[:, None] * freq
@@ -181,6 +187,8 @@ class TextCrossAttention(nn.Module):
     def __init__(self, hidden_size: int, context_input_size: int, num_heads: int, dropout_rate: float = 0.0,
                  positional: bool = True) -> None:
         super().__init__()
+        if positional:
+            check_sine_channels(hidden_size, "hidden_size")
         self.positional = positional
         self.norm = nn.LayerNorm(hidden_size)
         self.attn = nn.MultiheadAttention(hidden_size, num_heads, dropout=dropout_rate, kdim=context_input_size,

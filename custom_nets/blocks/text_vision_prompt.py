@@ -30,7 +30,7 @@ import math
 import torch
 from torch import nn
 
-from .text_attention import masked_token_mean, sinusoidal_2d, valid_token_counts
+from .text_attention import check_sine_channels, masked_token_mean, sinusoidal_2d, valid_token_counts
 
 
 class TextVisionPrompt(nn.Module):
@@ -123,8 +123,8 @@ class TextVisionFusion(nn.Module):
 
     def __init__(self, hidden_size: int, positional: bool = False) -> None:
         super().__init__()
-        if positional and hidden_size % 4:
-            raise ValueError(f"a 2D sine position code needs hidden_size a multiple of 4, got {hidden_size}")
+        if positional:
+            check_sine_channels(hidden_size, "hidden_size")
         self.hidden_size = hidden_size
         self.positional = positional
         self.mlp = nn.Sequential(nn.Linear(2 * hidden_size, hidden_size), nn.GELU(),

@@ -38,10 +38,12 @@ RUN_RECORD = "run.json"
 
 
 def record_run(root: Path, bundle: str, configs: Sequence[str], datalist: Path, budget: float, seed: int,
-               arguments: Sequence[str]) -> None:
+               arguments: Sequence[str], phase1_from: Path | None = None) -> None:
     """What trained the run in ``root`` (``run.json``), so that a later summary or resume takes only its own runs."""
     record = {"bundle": bundle, "configs": [str(c) for c in configs], "datalist": str(Path(datalist).resolve()),
               "budget": budget, "seed": seed, "arguments": list(arguments)}
+    if phase1_from is not None:
+        record["phase1_from"] = str(Path(phase1_from).resolve())
     write_atomically(root / RUN_RECORD, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1) + "\n"))
 
 
@@ -51,6 +53,21 @@ def _matches(root: Path, configs: Sequence[str], datalist: Path) -> bool:
     except (OSError, ValueError):
         return False
     return record.get("configs") == [str(c) for c in configs] and record.get("datalist") == str(Path(datalist).resolve())
+
+
+def phase1_source(other_out: Path, bundle: str, budget: float, seed: int, datalist: Path) -> Path:
+    """The run under ``other_out`` that lends its phase-I checkpoint to the run (``bundle``, ``budget``, ``seed``):
+    its ``run.json`` must name the same bundle, budget, seed and datalist."""
+    root = run_directory(other_out, bundle, budget, seed)
+    try:
+        record = json.loads((root / RUN_RECORD).read_text())
+    except (OSError, ValueError) as e:
+        raise FileNotFoundError(f"{root / RUN_RECORD}: no run to take phase I from ({e})") from None
+    wanted = {"bundle": bundle, "budget": budget, "seed": seed, "datalist": str(Path(datalist).resolve())}
+    differing = {k: record.get(k) for k, v in wanted.items() if record.get(k) != v}
+    if differing:
+        raise ValueError(f"{root / RUN_RECORD}: its run differs in {differing}, wanted {wanted}")
+    return root
 
 
 def budget_arguments(bundle: str, configs: Sequence[str], budget: float) -> list[str]:
@@ -66,12 +83,13 @@ def budget_arguments(bundle: str, configs: Sequence[str], budget: float) -> list
 
 def run_seeds(bundle: str, configs: Sequence[str], out: Path, data_root: Path, datalist: Path, seeds: Sequence[int],
               budgets: Sequence[float] = (1.0,), rerun: bool = False, progress: Callable[[str], None] = print,
-              phrasing: Path | None = None) -> dict:
+              phrasing: Path | None = None, phase1_from: Path | None = None) -> dict:
     """Train and evaluate ``bundle`` once per (budget, seed) into ``run_directory(...)``; a run evaluated before
     with the same configs and datalist is kept (resume) unless ``rerun``, one made with others is an error.
     ``phrasing``: a datalist whose test split each run is evaluated on as well, into ``eval_phrasing/`` (a kept run
-    lacking it is evaluated now). Writes and returns the summary of the bundle's runs under ``out``
-    (:func:`summarise`)."""
+    lacking it is evaluated now). ``phase1_from``: another ``out`` whose run of the same bundle, budget, seed and
+    datalist lends its phase-I checkpoint (a variant that changes only phase II need not train phase I again).
+    Writes and returns the summary of the bundle's runs under ``out`` (:func:`summarise`)."""
     for budget in budgets:
         if not 0 < budget <= 1:
             raise ValueError(f"a training budget is a share of the training split in (0, 1], got {budget}")
@@ -84,9 +102,10 @@ def run_seeds(bundle: str, configs: Sequence[str], out: Path, data_root: Path, d
                                  "pass --rerun to replace it, or use another --out")
             if rerun or not done:
                 extra = ["--seed", str(seed), "--train_seed", str(seed), *budget_arguments(bundle, configs, budget)]
+                lender = None if phase1_from is None else phase1_source(Path(phase1_from), bundle, budget, seed, datalist)
                 progress(f"[{bundle}] budget {budget:g}, seed {seed}: {root}")
-                train_and_evaluate(bundle, configs, root, data_root, datalist, extra, progress)
-                record_run(root, bundle, configs, datalist, budget, seed, extra)
+                train_and_evaluate(bundle, configs, root, data_root, datalist, extra, progress, phase1_from=lender)
+                record_run(root, bundle, configs, datalist, budget, seed, extra, phase1_from=lender)
             else:
                 progress(f"[{bundle}] budget {budget:g}, seed {seed}: kept {root / 'eval'} (--rerun to train again)")
             if phrasing is not None and (rerun or not done or not (root / PHRASING_EVAL / "metrics.csv").is_file()):

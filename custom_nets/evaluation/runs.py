@@ -9,12 +9,15 @@ from __future__ import annotations
 import csv
 import math
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from custom_nets.bundle import bundle_dir
+
+PHASE1_DIR = Path("models") / "pretrain"  # where a bundle's phase I writes its checkpoint (``phase1_dir``), under its root
 
 
 class BundleRunError(RuntimeError):
@@ -39,17 +42,27 @@ def run_logged(cmd: list[str], log: Path, cwd: Path | None = None) -> None:
 
 
 def train_and_evaluate(bundle: str, overrides: Sequence[str | os.PathLike], root: Path, data_root: Path, datalist: Path,
-                       extra: Sequence[str] = (), progress=print) -> dict[str, float]:
+                       extra: Sequence[str] = (), progress=print, phase1_from: Path | None = None) -> dict[str, float]:
     """Phase I (when the bundle has ``configs/pretrain.json``), training and evaluation of ``bundle`` into
     ``root`` (logs ``pretrain.log``, ``train.log``, ``evaluate.log``; results in ``root/eval``); the test metrics.
 
     ``overrides`` are config files merged after the bundle's own (names in its ``configs/`` or paths); ``extra``
-    are ``--key value`` arguments given to every command (e.g. ``--seed 1``).
+    are ``--key value`` arguments given to every command (e.g. ``--seed 1``). ``phase1_from``: a run folder whose
+    phase-I checkpoint (``models/pretrain/``) is copied in instead of training phase I again; it must come from the
+    same phase-I settings and seed, which is the caller's to ensure (phase I is deterministic per seed on CPU).
     """
     configs = bundle_dir(bundle, "train.json") / "configs"
     files = [Path(o) if Path(o).is_file() else configs / o for o in overrides]
     flags = ["--overwrite", "True", *extra]
-    if (configs / "pretrain.json").is_file():  # a first phase whose checkpoint the training config loads
+    if phase1_from is not None and (configs / "pretrain.json").is_file():
+        source = Path(phase1_from) / PHASE1_DIR
+        if not (source / "model.pt").is_file():
+            raise FileNotFoundError(f"{source / 'model.pt'}: no phase-I checkpoint to reuse (phase1_from={phase1_from})")
+        progress(f"[{bundle}] phase I: reusing {source}")
+        if (root / PHASE1_DIR).exists():
+            shutil.rmtree(root / PHASE1_DIR)
+        shutil.copytree(source, root / PHASE1_DIR)
+    elif (configs / "pretrain.json").is_file():  # a first phase whose checkpoint the training config loads
         progress(f"[{bundle}] phase I (log: {root / 'pretrain.log'}) ...")
         run_logged(bundle_command("training", [configs / "train.json", configs / "pretrain.json", *files], root, data_root,
                                   datalist, *flags, "--show_progress", "False"), root / "pretrain.log")
