@@ -7,6 +7,9 @@ import pytest
 import torch
 from monai.networks.nets.diffusion_model_unet import get_timestep_embedding
 
+from monai.bundle import ConfigParser
+
+from conftest import bundle_config_files
 from custom_nets.backbones import load_encoder_weights
 from custom_nets.nets import LCPDN, LCPDNDenoiser, PromptableDiffusionUNet
 from custom_nets.nets.lcpdn import decoder_block, decoder_block_channels
@@ -123,6 +126,18 @@ def test_table2_switches_build_and_segment(switches, absent):
         assert type(net.fusions[0]).__name__ == "TextCrossAttention"
     with pytest.raises(ValueError, match="fusion must be one of"):
         tiny_lcpdn(fusion="concat")
+
+
+@pytest.mark.parametrize("extra, block, positional", [
+    ((), "TextVisionFusion", False),  # train.json: the paper's LTFR, no position code
+    (("positional_cross_attention.json",), "TextCrossAttention", True),  # the shipped switch (card: Text sensitivity)
+])
+def test_shipped_configs_build_the_fusion_they_name(tiny_overrides, extra, block, positional):
+    parser = ConfigParser()
+    files = bundle_config_files("lcpdn", "train.json", tiny=tiny_overrides["lcpdn"])
+    parser.read_config(files + bundle_config_files("lcpdn", *extra))
+    net = parser.get_parsed_content("network_def")
+    assert [(type(f).__name__, f.positional) for f in net.fusions] == [(block, positional)] * len(net.fusions)
 
 
 def test_phase_one_denoiser_loads_into_phase_two(tmp_path):
