@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, load_script
+from conftest import load_script
 from custom_nets.data.phrasing import write_phrasing_datalist
 from custom_nets.evaluation.multiseed import budget_arguments, compare, load_summary, record_run, run_directory, run_seeds
 from custom_nets.evaluation.perturbations import KINDS
+from custom_nets.evaluation.runs import train_and_evaluate
 
 pytestmark = pytest.mark.slow
 
@@ -138,7 +139,10 @@ def test_multiseed_phase1_from_another_run(tiny_demo, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="its run differs in .*datalist"):
         run_seeds("lcpdn", variant, out, data_root, datalist, seeds=[0], rerun=True, progress=lambda m: None,
                   phase1_from=lender_out)
+    with pytest.raises(ValueError, match="himix has no phase I"):
+        train_and_evaluate("himix", ["demo.json"], tmp_path / "himix", data_root, datalist, phase1_from=lender)
     assert logs == ["train.log", "evaluate.log"]  # the refused calls ran nothing
+    assert not list((root / "models").glob(".pretrain*"))  # no copy left half made
 
 
 def test_report_of_trained_bundles(runs, multiseed, tiny_demo, tiny_overrides, tmp_path, tmp_path_factory, capsys,

@@ -54,14 +54,19 @@ def train_and_evaluate(bundle: str, overrides: Sequence[str | os.PathLike], root
     configs = bundle_dir(bundle, "train.json") / "configs"
     files = [Path(o) if Path(o).is_file() else configs / o for o in overrides]
     flags = ["--overwrite", "True", *extra]
-    if phase1_from is not None and (configs / "pretrain.json").is_file():
+    if phase1_from is not None:
         source = Path(phase1_from) / PHASE1_DIR
+        if not (configs / "pretrain.json").is_file():
+            raise ValueError(f"{bundle} has no phase I (no configs/pretrain.json): phase1_from={phase1_from} has no use")
         if not (source / "model.pt").is_file():
             raise FileNotFoundError(f"{source / 'model.pt'}: no phase-I checkpoint to reuse (phase1_from={phase1_from})")
         progress(f"[{bundle}] phase I: reusing {source}")
+        copy = root / PHASE1_DIR.parent / f".{PHASE1_DIR.name}.copying"  # whole or not at all
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(source, copy)
         if (root / PHASE1_DIR).exists():
             shutil.rmtree(root / PHASE1_DIR)
-        shutil.copytree(source, root / PHASE1_DIR)
+        copy.rename(root / PHASE1_DIR)
     elif (configs / "pretrain.json").is_file():  # a first phase whose checkpoint the training config loads
         progress(f"[{bundle}] phase I (log: {root / 'pretrain.log'}) ...")
         run_logged(bundle_command("training", [configs / "train.json", configs / "pretrain.json", *files], root, data_root,
