@@ -142,7 +142,7 @@ def test_multiseed_phase1_from_another_run(tiny_demo, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="himix has no phase I"):
         train_and_evaluate("himix", ["demo.json"], tmp_path / "himix", data_root, datalist, phase1_from=lender)
     assert logs == ["train.log", "evaluate.log"]  # the refused calls ran nothing
-    assert not list((root / "models").glob(".pretrain*"))  # no copy left half made
+    assert not list((root / "models").glob(".pretrain*"))  # the temporary copy was renamed into place
 
 
 def test_report_of_trained_bundles(runs, multiseed, tiny_demo, tiny_overrides, tmp_path, tmp_path_factory, capsys,
