@@ -5,9 +5,8 @@ through ``python -m monai.bundle`` are in tests/test_bundles.py (tests/bundle_ca
 
 import pytest
 import torch
-from monai.networks.nets.diffusion_model_unet import get_timestep_embedding
-
 from monai.bundle import ConfigParser
+from monai.networks.nets.diffusion_model_unet import get_timestep_embedding
 
 from conftest import bundle_config_files
 from custom_nets.backbones import load_encoder_weights

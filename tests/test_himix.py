@@ -3,6 +3,7 @@ import torch
 
 from custom_nets.blocks import DynamicLayerFusion, GaussianSpectrumRefinement, split_layers
 from custom_nets.nets import HiMix
+from custom_nets.nets.himix import HiMixDecoderStage
 
 # the network of variant="paper" (the authors' code's decoder, the default, is tested in tests/test_himix_variants.py)
 TINY = dict(in_channels=1, backbone_kwargs={"depths": (1, 1, 1, 1), "dims": (16, 32, 64, 128)},
@@ -104,3 +105,9 @@ def test_asrm_matches_equation_3():
     expected = torch.fft.ifft2(torch.fft.fft2(x) * g).real + x
     assert torch.allclose(asrm(x), expected, atol=1e-5)
     assert g[0, 0] == 1 and g.min() < 1  # the DC term passes unchanged, higher frequencies are damped
+
+
+def test_paper_decoder_stage_refuses_a_width_its_position_code_cannot_fill():
+    with pytest.raises(ValueError, match="in_channels must be a multiple of 4"):  # when built, not in forward
+        HiMixDecoderStage(2, in_channels=6, skip_channels=4, context_input_size=8, max_text_tokens=5,
+                          projected_tokens=None, num_heads=2, use_asrm=False, dropout_rate=0.0)

@@ -12,6 +12,7 @@ from .layer_fusion import DynamicLayerFusion, split_layers
 from .spectral import GaussianSpectrumRefinement
 from .text_vision_prompt import TextVisionFusion, TextVisionPrompt, align_tokens
 from .text_attention import (
+    check_sine_channels,
     TextCrossAttention,
     TextGuidedAttentionLayer,
     TextTokenProjection,
@@ -39,6 +40,7 @@ __all__ = [
     "TextVisionPrompt",
     "TokenMixProjection",
     "align_tokens",
+    "check_sine_channels",
     "fill_missing_text",
     "masked_token_mean",
     "sinusoidal_1d",

@@ -47,10 +47,17 @@ def record_run(root: Path, bundle: str, configs: Sequence[str], datalist: Path, 
     write_atomically(root / RUN_RECORD, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1) + "\n"))
 
 
-def _matches(root: Path, configs: Sequence[str], datalist: Path) -> bool:
+def read_run_record(root: Path) -> dict | None:
+    """The ``run.json`` of the run in ``root``; None where it is missing or not JSON."""
     try:
-        record = json.loads((root / RUN_RECORD).read_text())
+        return json.loads((root / RUN_RECORD).read_text())
     except (OSError, ValueError):
+        return None
+
+
+def _matches(root: Path, configs: Sequence[str], datalist: Path) -> bool:
+    record = read_run_record(root)
+    if record is None:
         return False
     return record.get("configs") == [str(c) for c in configs] and record.get("datalist") == str(Path(datalist).resolve())
 
@@ -59,10 +66,9 @@ def phase1_source(other_out: Path, bundle: str, budget: float, seed: int, datali
     """The run under ``other_out`` that lends its phase-I checkpoint to the run (``bundle``, ``budget``, ``seed``):
     its ``run.json`` must name the same bundle, budget, seed and datalist."""
     root = run_directory(other_out, bundle, budget, seed)
-    try:
-        record = json.loads((root / RUN_RECORD).read_text())
-    except (OSError, ValueError) as e:
-        raise FileNotFoundError(f"{root / RUN_RECORD}: no run to take phase I from ({e})") from None
+    record = read_run_record(root)
+    if record is None:
+        raise FileNotFoundError(f"{root / RUN_RECORD}: no run to take phase I from (missing or not JSON)")
     wanted = {"bundle": bundle, "budget": budget, "seed": seed, "datalist": str(Path(datalist).resolve())}
     differing = {k: record.get(k) for k, v in wanted.items() if record.get(k) != v}
     if differing:

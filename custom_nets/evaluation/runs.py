@@ -54,9 +54,10 @@ def train_and_evaluate(bundle: str, overrides: Sequence[str | os.PathLike], root
     configs = bundle_dir(bundle, "train.json") / "configs"
     files = [Path(o) if Path(o).is_file() else configs / o for o in overrides]
     flags = ["--overwrite", "True", *extra]
+    has_phase1 = (configs / "pretrain.json").is_file()  # a first phase whose checkpoint the training config loads
     if phase1_from is not None:
         source = Path(phase1_from) / PHASE1_DIR
-        if not (configs / "pretrain.json").is_file():
+        if not has_phase1:
             raise ValueError(f"{bundle} has no phase I (no configs/pretrain.json): phase1_from={phase1_from} has no use")
         if not (source / "model.pt").is_file():
             raise FileNotFoundError(f"{source / 'model.pt'}: no phase-I checkpoint to reuse (phase1_from={phase1_from})")
@@ -67,7 +68,7 @@ def train_and_evaluate(bundle: str, overrides: Sequence[str | os.PathLike], root
         if (root / PHASE1_DIR).exists():
             shutil.rmtree(root / PHASE1_DIR)
         copy.rename(root / PHASE1_DIR)
-    elif (configs / "pretrain.json").is_file():  # a first phase whose checkpoint the training config loads
+    elif has_phase1:
         progress(f"[{bundle}] phase I (log: {root / 'pretrain.log'}) ...")
         run_logged(bundle_command("training", [configs / "train.json", configs / "pretrain.json", *files], root, data_root,
                                   datalist, *flags, "--show_progress", "False"), root / "pretrain.log")

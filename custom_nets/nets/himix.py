@@ -85,6 +85,7 @@ from custom_nets.blocks import (
     TextGuidedAttentionLayer,
     TextTokenProjection,
     TokenMixProjection,
+    check_sine_channels,
     fill_missing_text,
     sinusoidal_2d,
 )
@@ -102,7 +103,7 @@ class HiMixDecoderStage(nn.Module):
 
     Args:
         spatial_dims: 2.
-        in_channels: C, the width of d_{m+1}; the blocks' ``hidden_size`` (visual width).
+        in_channels: C, the width of d_{m+1}; the blocks' ``hidden_size`` (visual width), a multiple of 4 (2D sine code).
         skip_channels: the width of f_m (and of the stage's output).
         context_input_size: D, the text width (HiMix's ``text_hidden_size``).
         max_text_tokens: L, the longest accepted sentence.
@@ -125,6 +126,7 @@ class HiMixDecoderStage(nn.Module):
         dropout_rate: float,
     ) -> None:
         super().__init__()
+        check_sine_channels(in_channels, "in_channels")  # its 2D position code, refused here and not in forward
         self.asrm = GaussianSpectrumRefinement() if use_asrm else nn.Identity()
         self.text_projection = TextTokenProjection(hidden_size=in_channels, context_input_size=context_input_size,
                                                    max_tokens=max_text_tokens, projected_tokens=projected_tokens)

@@ -48,7 +48,8 @@ Where we filled in (the paper gives neither code nor these; each is in the model
       ``positional``);
       ``positional=True`` (not in the paper; off in ``train.json``): a fixed 2D sine position code on the image side of
       either fusion (LTFR: in F_cat; the cross-attention: on its queries), so a pixel's fused feature knows where
-      the pixel is, as HiMix's decoder (1D sine) and C2Seg's BCAM (the same 2D sine code) know it;
+      the pixel is, as HiMix's decoder (a 1D sine code with ``variant="authors_code"``, this 2D one with
+      ``"paper"``) and C2Seg's BCAM (this 2D one) know it;
       ``use_prompt=False`` (Table 2's "CPRFL removed"): no image encoder and no prompt, the UNet sees its plain
       timestep embedding and a zero context.
 """
